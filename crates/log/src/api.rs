@@ -172,10 +172,13 @@ impl Membership {
 
     /// Waits for the next rebalance and returns the new assignment.
     pub async fn changed(&mut self) -> Result<Assignment, LogError> {
-        self.assignment.changed().await.map_err(|_| LogError::Group {
-            group: self.group.clone(),
-            reason: "the coordinator shut down".into(),
-        })?;
+        self.assignment
+            .changed()
+            .await
+            .map_err(|_| LogError::Group {
+                group: self.group.clone(),
+                reason: "the coordinator shut down".into(),
+            })?;
         Ok(self.assignment.borrow_and_update().clone())
     }
 }
@@ -207,8 +210,11 @@ pub trait Log: Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// Creates a topic.
-    async fn create_topic(&self, name: &str, config: TopicConfig)
-    -> Result<TopicDescription, LogError>;
+    async fn create_topic(
+        &self,
+        name: &str,
+        config: TopicConfig,
+    ) -> Result<TopicDescription, LogError>;
 
     /// Deletes a topic and all its records.
     async fn delete_topic(&self, name: &str) -> Result<(), LogError>;
@@ -240,12 +246,10 @@ pub trait Log: Send + Sync {
     async fn offsets(&self, topic: &str, partition: u32) -> Result<PartitionOffsets, LogError>;
 
     /// Durably stores committed offsets (the next offset to consume) for a group.
-    async fn commit(&self, group: &str, offsets: &[(TopicPartition, u64)])
-    -> Result<(), LogError>;
+    async fn commit(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<(), LogError>;
 
     /// The committed offset of a group for one partition, if any.
-    async fn committed(&self, group: &str, tp: &TopicPartition)
-    -> Result<Option<u64>, LogError>;
+    async fn committed(&self, group: &str, tp: &TopicPartition) -> Result<Option<u64>, LogError>;
 
     /// Joins a consumer group subscribed to `topics`.
     async fn join_group(&self, group: &str, topics: &[String]) -> Result<Membership, LogError>;

@@ -18,9 +18,7 @@ pub enum LogError {
         topic: String,
     },
     /// The topic name is not allowed.
-    #[error(
-        "invalid topic name {name:?}: {reason} (use 1-249 characters from a-z A-Z 0-9 . _ -)"
-    )]
+    #[error("invalid topic name {name:?}: {reason} (use 1-249 characters from a-z A-Z 0-9 . _ -)")]
     InvalidTopicName {
         /// The rejected name.
         name: String,
@@ -57,7 +55,9 @@ pub enum LogError {
     },
     /// A record exceeds [`Limits::max_record_bytes`](crate::Limits::max_record_bytes) or the
     /// header count limit.
-    #[error("record {index} of the batch is too large: {what} is {size}, the limit is {max} ({knob})")]
+    #[error(
+        "record {index} of the batch is too large: {what} is {size}, the limit is {max} ({knob})"
+    )]
     RecordTooLarge {
         /// Position of the record in the batch.
         index: usize,
@@ -102,7 +102,7 @@ pub enum LogError {
     },
     /// Another process holds the data directory.
     #[error(
-        "data directory {dir} is locked by another process ({holder}); stop that process or pass a different --data-dir"
+        "data directory {dir} is locked by another process ({holder}): the embedded log has one owner at a time; stop that process (e.g. a running `aorta consume --follow`) or pass a different --data-dir"
     )]
     Locked {
         /// The data directory.

@@ -79,7 +79,11 @@ mod tests {
     #[test]
     fn every_partition_exactly_once() {
         let counts = BTreeMap::from([("a".to_string(), 7), ("b".to_string(), 2)]);
-        let members = [sub("m1", &["a", "b"]), sub("m2", &["a"]), sub("m3", &["a", "b"])];
+        let members = [
+            sub("m1", &["a", "b"]),
+            sub("m2", &["a"]),
+            sub("m3", &["a", "b"]),
+        ];
         let got = range_assign(&members, &counts);
         let mut all: Vec<_> = got.values().flatten().cloned().collect();
         all.sort();

@@ -28,7 +28,9 @@ const TEST_NAME: &str = "every_acknowledged_record_survives_sigkill";
 /// it, then a payload derived from the header, then the payload's CRC. Anything else is garbage.
 fn make_value(run: u32, producer: u32, seq: u64, len: usize) -> Vec<u8> {
     let mut v = format!("{run}:{producer}:{seq}:{len}:").into_bytes();
-    let payload: Vec<u8> = (0..len).map(|i| (seq as usize * 31 + i * 7 + producer as usize) as u8).collect();
+    let payload: Vec<u8> = (0..len)
+        .map(|i| (seq as usize * 31 + i * 7 + producer as usize) as u8)
+        .collect();
     let crc = crc32c::crc32c(&payload);
     v.extend_from_slice(&payload);
     v.extend_from_slice(&crc.to_le_bytes());
@@ -51,7 +53,11 @@ fn config(dir: &std::path::Path) -> EmbeddedConfig {
 
 /// Child mode: produce until killed.
 fn child(dir: &str, run: u32) -> ! {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let log = EmbeddedLog::open(config(std::path::Path::new(dir))).unwrap();
         let stdout = Arc::new(Mutex::new(std::io::stdout()));
@@ -77,7 +83,10 @@ fn child(dir: &str, run: u32) -> ! {
                         })
                         .collect();
                     let ack = log.append(TOPIC, partition, batch).await.unwrap();
-                    let line = format!("ACK {run} {producer} {seq} {n} {partition} {}\n", ack.offsets[0]);
+                    let line = format!(
+                        "ACK {run} {producer} {seq} {n} {partition} {}\n",
+                        ack.offsets[0]
+                    );
                     let mut out = stdout.lock().unwrap();
                     out.write_all(line.as_bytes()).unwrap();
                     out.flush().unwrap();
@@ -105,13 +114,24 @@ fn every_acknowledged_record_survives_sigkill() {
         let run = std::env::var("AORTA_CRASH_RUN").unwrap().parse().unwrap();
         child(&dir, run);
     }
-    let kills: u32 = std::env::var("AORTA_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let kills: u32 = std::env::var("AORTA_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let log = EmbeddedLog::open(config(dir.path())).unwrap();
         // Small segments so that kills also land inside segment rolls.
-        let cfg = TopicConfig { partitions: PARTITIONS, segment_bytes: 64 << 10, ..Default::default() };
+        let cfg = TopicConfig {
+            partitions: PARTITIONS,
+            segment_bytes: 64 << 10,
+            ..Default::default()
+        };
         log.create_topic(TOPIC, cfg).await.unwrap();
     });
     // (partition, offset) -> record identity, for every acknowledged record of every run.
@@ -143,7 +163,9 @@ fn every_acknowledged_record_survives_sigkill() {
         };
         // Let it get going (at least one ack), then kill it at a random moment.
         let start = Instant::now();
-        while lines.lock().unwrap().iter().all(|l| !l.starts_with("ACK ")) && start.elapsed() < Duration::from_secs(20) {
+        while lines.lock().unwrap().iter().all(|l| !l.starts_with("ACK "))
+            && start.elapsed() < Duration::from_secs(20)
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(rng.random_range(0..250)));
@@ -156,16 +178,29 @@ fn every_acknowledged_record_survives_sigkill() {
             let f: Vec<u64> = l[4..].split(' ').map(|x| x.parse().unwrap()).collect();
             let (producer, seq, n, partition, base) = (f[1] as u32, f[2], f[3], f[4] as u32, f[5]);
             for i in 0..n {
-                let id = Id { run, producer, seq: seq + i };
-                assert!(acked.insert((partition, base + i), id).is_none(), "offset acknowledged twice");
+                let id = Id {
+                    run,
+                    producer,
+                    seq: seq + i,
+                };
+                assert!(
+                    acked.insert((partition, base + i), id).is_none(),
+                    "offset acknowledged twice"
+                );
             }
             run_acks += 1;
         }
-        assert!(run_acks > 0, "run {run}: the child acknowledged nothing before it was killed");
+        assert!(
+            run_acks > 0,
+            "run {run}: the child acknowledged nothing before it was killed"
+        );
         total_acks += run_acks;
         verify(dir.path(), &acked, &rt);
     }
-    eprintln!("crash test: {kills} SIGKILLs, {total_acks} acknowledged batches, {} acknowledged records, all present", acked.len());
+    eprintln!(
+        "crash test: {kills} SIGKILLs, {total_acks} acknowledged batches, {} acknowledged records, all present",
+        acked.len()
+    );
 }
 
 /// Reopens the log after a kill and checks it against everything acknowledged so far.
@@ -177,7 +212,10 @@ fn verify(dir: &std::path::Path, acked: &HashMap<(u32, u64), Id>, rt: &tokio::ru
             let mut from = 0;
             let mut last_seq: HashMap<(u32, u32), u64> = HashMap::new();
             loop {
-                let b = log.read(TOPIC, p, from, ReadOptions::default()).await.unwrap();
+                let b = log
+                    .read(TOPIC, p, from, ReadOptions::default())
+                    .await
+                    .unwrap();
                 if b.records.is_empty() {
                     break;
                 }
@@ -190,16 +228,26 @@ fn verify(dir: &std::path::Path, acked: &HashMap<(u32, u64), Id>, rt: &tokio::ru
                     let id = Id { run, producer, seq };
                     assert!(seen.insert(id), "record {id:?} served twice");
                     if let Some(want) = acked.get(&(p, c.offset)) {
-                        assert_eq!(*want, id, "partition {p} offset {} holds another record", c.offset);
+                        assert_eq!(
+                            *want, id,
+                            "partition {p} offset {} holds another record",
+                            c.offset
+                        );
                     }
                     // One producer's records in one partition appear in the order it sent them.
                     if let Some(prev) = last_seq.insert((run, producer), seq) {
-                        assert!(seq > prev, "producer {run}/{producer} out of order in partition {p}");
+                        assert!(
+                            seq > prev,
+                            "producer {run}/{producer} out of order in partition {p}"
+                        );
                     }
                 }
             }
             for (&(ap, off), id) in acked.iter().filter(|((ap, _), _)| *ap == p) {
-                assert!(off < from, "acknowledged record {id:?} at {ap}/{off} is missing (log ends at {from})");
+                assert!(
+                    off < from,
+                    "acknowledged record {id:?} at {ap}/{off} is missing (log ends at {from})"
+                );
             }
         }
     });

@@ -45,8 +45,16 @@ async fn topics_create_list_describe_delete() {
     let log = open(dir.path());
     let desc = log.create_topic("adt", topic(3, 1 << 20)).await.unwrap();
     assert_eq!(desc.partitions.len(), 3);
-    log.create_topic("oru", TopicConfig::default()).await.unwrap();
-    let names: Vec<_> = log.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+    log.create_topic("oru", TopicConfig::default())
+        .await
+        .unwrap();
+    let names: Vec<_> = log
+        .list_topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert_eq!(names, ["adt", "oru"]);
     assert!(matches!(
         log.create_topic("adt", TopicConfig::default()).await,
@@ -62,7 +70,13 @@ async fn topics_create_list_describe_delete() {
     // Survives reopen.
     drop(log);
     let log = open(dir.path());
-    let names: Vec<_> = log.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+    let names: Vec<_> = log
+        .list_topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert_eq!(names, ["oru"]);
 }
 
@@ -75,7 +89,10 @@ async fn append_then_read_round_trips_every_field() {
     for b in 0..20 {
         let batch: Vec<Record> = (0..7).map(|i| rec(b * 7 + i)).collect();
         let ack = log.append("t", 0, batch.clone()).await.unwrap();
-        assert_eq!(ack.offsets, ((b * 7) as u64..(b * 7 + 7) as u64).collect::<Vec<_>>());
+        assert_eq!(
+            ack.offsets,
+            ((b * 7) as u64..(b * 7 + 7) as u64).collect::<Vec<_>>()
+        );
         written.extend(batch);
     }
     let desc = log.describe_topic("t").await.unwrap();
@@ -106,10 +123,18 @@ async fn read_respects_max_bytes_but_returns_at_least_one_record() {
     let log = open(dir.path());
     log.create_topic("t", TopicConfig::default()).await.unwrap();
     let big = Record::new(vec![7u8; 10_000]);
-    log.append("t", 0, vec![big.clone(), big.clone(), big]).await.unwrap();
-    let opts = ReadOptions { max_bytes: 100, ..Default::default() };
+    log.append("t", 0, vec![big.clone(), big.clone(), big])
+        .await
+        .unwrap();
+    let opts = ReadOptions {
+        max_bytes: 100,
+        ..Default::default()
+    };
     assert_eq!(log.read("t", 0, 0, opts).await.unwrap().records.len(), 1);
-    let opts = ReadOptions { max_bytes: 20_000, ..Default::default() };
+    let opts = ReadOptions {
+        max_bytes: 20_000,
+        ..Default::default()
+    };
     assert_eq!(log.read("t", 0, 0, opts).await.unwrap().records.len(), 2);
 }
 
@@ -119,12 +144,37 @@ async fn out_of_range_and_unknown_partition_errors_name_the_fix() {
     let log = open(dir.path());
     log.create_topic("adt", topic(3, 1 << 20)).await.unwrap();
     log.append("adt", 1, vec![rec(0)]).await.unwrap();
-    let e = log.read("adt", 7, 0, ReadOptions::default()).await.unwrap_err();
-    assert_eq!(e.to_string(), "topic \"adt\" has 3 partition(s); partition 7 does not exist");
-    let e = log.read("adt", 1, 5, ReadOptions::default()).await.unwrap_err();
-    assert!(matches!(e, LogError::OffsetOutOfRange { log_start: 0, high_watermark: 1, .. }), "{e}");
+    let e = log
+        .read("adt", 7, 0, ReadOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "topic \"adt\" has 3 partition(s); partition 7 does not exist"
+    );
+    let e = log
+        .read("adt", 1, 5, ReadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LogError::OffsetOutOfRange {
+                log_start: 0,
+                high_watermark: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
     // Reading at the end is empty, not an error.
-    assert!(log.read("adt", 1, 1, ReadOptions::default()).await.unwrap().records.is_empty());
+    assert!(
+        log.read("adt", 1, 1, ReadOptions::default())
+            .await
+            .unwrap()
+            .records
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +189,11 @@ async fn keyed_records_land_on_the_murmur2_partition() {
     }
     // Per-key order is kept: offsets for one partition increase in input order.
     for p in 0..6 {
-        let offs: Vec<u64> = placed.iter().filter(|(q, _)| *q == p).map(|(_, o)| *o).collect();
+        let offs: Vec<u64> = placed
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, o)| *o)
+            .collect();
         assert!(offs.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(read_all(&log, "k", p).await.len(), offs.len());
     }
@@ -152,16 +206,25 @@ async fn committed_offsets_survive_reopen_and_are_per_group() {
     log.create_topic("t", topic(2, 1 << 20)).await.unwrap();
     let tp0 = TopicPartition::new("t", 0);
     let tp1 = TopicPartition::new("t", 1);
-    log.commit("billing", &[(tp0.clone(), 10), (tp1.clone(), 3)]).await.unwrap();
-    log.commit("odd group/name", &[(tp0.clone(), 4)]).await.unwrap();
+    log.commit("billing", &[(tp0.clone(), 10), (tp1.clone(), 3)])
+        .await
+        .unwrap();
+    log.commit("odd group/name", &[(tp0.clone(), 4)])
+        .await
+        .unwrap();
     log.commit("billing", &[(tp0.clone(), 11)]).await.unwrap();
-    let unknown = log.commit("billing", &[(TopicPartition::new("t", 9), 1)]).await;
+    let unknown = log
+        .commit("billing", &[(TopicPartition::new("t", 9), 1)])
+        .await;
     assert!(matches!(unknown, Err(LogError::UnknownPartition { .. })));
     drop(log);
     let log = open(dir.path());
     assert_eq!(log.committed("billing", &tp0).await.unwrap(), Some(11));
     assert_eq!(log.committed("billing", &tp1).await.unwrap(), Some(3));
-    assert_eq!(log.committed("odd group/name", &tp0).await.unwrap(), Some(4));
+    assert_eq!(
+        log.committed("odd group/name", &tp0).await.unwrap(),
+        Some(4)
+    );
     assert_eq!(log.committed("nobody", &tp0).await.unwrap(), None);
 }
 
@@ -170,7 +233,9 @@ async fn a_damaged_offsets_file_stops_the_open_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     log.create_topic("t", TopicConfig::default()).await.unwrap();
-    log.commit("g", &[(TopicPartition::new("t", 0), 5)]).await.unwrap();
+    log.commit("g", &[(TopicPartition::new("t", 0), 5)])
+        .await
+        .unwrap();
     drop(log);
     let f = dir.path().join("groups/g.offsets");
     let mut data = std::fs::read(&f).unwrap();
@@ -178,7 +243,10 @@ async fn a_damaged_offsets_file_stops_the_open_with_its_name() {
     data[last] ^= 0x20;
     std::fs::write(&f, data).unwrap();
     let err = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap_err();
-    assert!(matches!(err, LogError::Corrupt { ref file, .. } if file == &f), "{err}");
+    assert!(
+        matches!(err, LogError::Corrupt { ref file, .. } if file == &f),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +256,10 @@ async fn a_second_open_of_the_same_directory_is_refused() {
     let err = EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, LogError::Locked { .. }), "{msg}");
-    assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
     assert!(msg.contains("--data-dir"), "{msg}");
 }
 
@@ -207,7 +278,10 @@ async fn group_members_share_partitions_and_rebalance_on_leave() {
     assert_eq!(ba.partitions.len(), 3);
     assert!(aa.partitions.iter().all(|p| !ba.partitions.contains(p)));
     drop(a);
-    let after = tokio::time::timeout(Duration::from_secs(5), b.changed()).await.unwrap().unwrap();
+    let after = tokio::time::timeout(Duration::from_secs(5), b.changed())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.partitions.len(), 6);
     assert!(after.generation > ba.generation);
     assert!(log.join_group("w", &["missing".to_string()]).await.is_err());
@@ -221,16 +295,26 @@ async fn a_waiting_read_wakes_when_records_arrive() {
     let reader = {
         let log = log.clone();
         tokio::spawn(async move {
-            let opts = ReadOptions { max_wait: Duration::from_secs(10), ..Default::default() };
+            let opts = ReadOptions {
+                max_wait: Duration::from_secs(10),
+                ..Default::default()
+            };
             log.read("t", 0, 0, opts).await
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     log.append("t", 0, vec![rec(1)]).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), reader).await.unwrap().unwrap().unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(got.records.len(), 1);
     // With nothing arriving, a bounded wait returns empty.
-    let opts = ReadOptions { max_wait: Duration::from_millis(20), ..Default::default() };
+    let opts = ReadOptions {
+        max_wait: Duration::from_millis(20),
+        ..Default::default()
+    };
     assert!(log.read("t", 0, 1, opts).await.unwrap().records.is_empty());
 }
 
@@ -240,7 +324,9 @@ async fn a_flipped_byte_in_a_closed_segment_is_reported_with_file_and_offset() {
     let log = open(dir.path());
     log.create_topic("t", topic(1, 4096)).await.unwrap();
     for b in 0..30 {
-        log.append("t", 0, (0..5).map(|i| rec(b * 5 + i)).collect()).await.unwrap();
+        log.append("t", 0, (0..5).map(|i| rec(b * 5 + i)).collect())
+            .await
+            .unwrap();
     }
     drop(log);
     let seg = dir.path().join("topics/t/0/00000000000000000000.log");
@@ -253,9 +339,25 @@ async fn a_flipped_byte_in_a_closed_segment_is_reported_with_file_and_offset() {
     std::fs::write(&seg, data).unwrap();
 
     let log = open(dir.path());
-    let err = log.read("t", 0, 0, ReadOptions { max_bytes: 1 << 20, ..Default::default() }).await.unwrap_err();
+    let err = log
+        .read(
+            "t",
+            0,
+            0,
+            ReadOptions {
+                max_bytes: 1 << 20,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
     match &err {
-        LogError::Corrupt { file, position, offset, .. } => {
+        LogError::Corrupt {
+            file,
+            position,
+            offset,
+            ..
+        } => {
             assert_eq!(file, &seg);
             assert_eq!(*position, second as u64);
             assert_eq!(*offset, Some(5));
@@ -263,12 +365,33 @@ async fn a_flipped_byte_in_a_closed_segment_is_reported_with_file_and_offset() {
         other => panic!("expected Corrupt, got {other}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("00000000000000000000.log") && msg.contains("offset 5"), "{msg}");
+    assert!(
+        msg.contains("00000000000000000000.log") && msg.contains("offset 5"),
+        "{msg}"
+    );
     // Records before the damaged batch are still served; so are later segments.
-    let first = log.read("t", 0, 0, ReadOptions { max_bytes: 10, ..Default::default() }).await.unwrap();
+    let first = log
+        .read(
+            "t",
+            0,
+            0,
+            ReadOptions {
+                max_bytes: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(first.records[0].offset, 0);
     let hw = log.offsets("t", 0).await.unwrap().high_watermark;
-    assert_eq!(log.read("t", 0, hw - 1, ReadOptions::default()).await.unwrap().records.len(), 1);
+    assert_eq!(
+        log.read("t", 0, hw - 1, ReadOptions::default())
+            .await
+            .unwrap()
+            .records
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,7 +414,11 @@ async fn a_torn_tail_is_cut_and_kept_aside() {
 
     let log = open(dir.path());
     assert_eq!(log.offsets("t", 0).await.unwrap().high_watermark, 10);
-    assert_eq!(std::fs::read(&seg).unwrap(), before, "segment cut back to the last intact batch");
+    assert_eq!(
+        std::fs::read(&seg).unwrap(),
+        before,
+        "segment cut back to the last intact batch"
+    );
     let side: Vec<_> = std::fs::read_dir(seg.parent().unwrap())
         .unwrap()
         .filter_map(|e| e.ok())
@@ -300,7 +427,10 @@ async fn a_torn_tail_is_cut_and_kept_aside() {
     assert_eq!(side.len(), 1);
     assert_eq!(std::fs::read(side[0].path()).unwrap(), torn);
     // And appends continue at offset 10.
-    assert_eq!(log.append("t", 0, vec![rec(10)]).await.unwrap().offsets, vec![10]);
+    assert_eq!(
+        log.append("t", 0, vec![rec(10)]).await.unwrap().offsets,
+        vec![10]
+    );
     assert_eq!(read_all(&log, "t", 0).await.len(), 11);
 }
 
@@ -308,19 +438,36 @@ async fn a_torn_tail_is_cut_and_kept_aside() {
 async fn retention_by_size_and_time_deletes_only_closed_segments() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    let cfg = TopicConfig { partitions: 1, segment_bytes: 4096, retention_bytes: Some(10_000), ..Default::default() };
+    let cfg = TopicConfig {
+        partitions: 1,
+        segment_bytes: 4096,
+        retention_bytes: Some(10_000),
+        ..Default::default()
+    };
     log.create_topic("s", cfg).await.unwrap();
     for i in 0..200 {
         log.append("s", 0, vec![rec(i)]).await.unwrap();
     }
     let st = &log.describe_topic("s").await.unwrap().partitions[0];
     assert!(st.log_start > 0, "size retention advanced the log start");
-    assert!(st.size_bytes >= 10_000 && st.size_bytes < 10_000 + 4096 + 200, "size {}", st.size_bytes);
-    let e = log.read("s", 0, 0, ReadOptions::default()).await.unwrap_err();
+    assert!(
+        st.size_bytes >= 10_000 && st.size_bytes < 10_000 + 4096 + 200,
+        "size {}",
+        st.size_bytes
+    );
+    let e = log
+        .read("s", 0, 0, ReadOptions::default())
+        .await
+        .unwrap_err();
     assert!(matches!(e, LogError::OffsetOutOfRange { .. }));
     assert_eq!(read_all(&log, "s", 0).await.last().unwrap().offset, 199);
 
-    let cfg = TopicConfig { partitions: 1, segment_bytes: 4096, retention_ms: Some(60_000), ..Default::default() };
+    let cfg = TopicConfig {
+        partitions: 1,
+        segment_bytes: 4096,
+        retention_ms: Some(60_000),
+        ..Default::default()
+    };
     log.create_topic("t", cfg).await.unwrap();
     for i in 0..100 {
         log.append("t", 0, vec![rec(i)]).await.unwrap(); // timestamps in 2023
@@ -328,7 +475,10 @@ async fn retention_by_size_and_time_deletes_only_closed_segments() {
     log.roll("t", 0).unwrap();
     assert!(log.enforce_retention(aorta_log::record::now_ms()).unwrap() > 0);
     let st = &log.describe_topic("t").await.unwrap().partitions[0];
-    assert_eq!(st.segments, 1, "every closed segment was older than an hour; the active one stays");
+    assert_eq!(
+        st.segments, 1,
+        "every closed segment was older than an hour; the active one stays"
+    );
     assert_eq!(st.log_start, 100);
 }
 
@@ -345,58 +495,142 @@ async fn limits_are_enforced_with_clear_errors() {
         max_partitions_per_topic: 4,
         ..Limits::default()
     };
-    let log = EmbeddedLog::open(EmbeddedConfig { limits, ..EmbeddedConfig::new(dir.path()) }).unwrap();
+    let log = EmbeddedLog::open(EmbeddedConfig {
+        limits,
+        ..EmbeddedConfig::new(dir.path())
+    })
+    .unwrap();
     log.create_topic("t", topic(1, 4096)).await.unwrap();
 
-    let e = log.append("t", 0, vec![rec(0), Record::new(vec![0u8; 1001])]).await.unwrap_err();
-    assert!(matches!(e, LogError::RecordTooLarge { index: 1, size: 1001, max: 1000, .. }), "{e}");
+    let e = log
+        .append("t", 0, vec![rec(0), Record::new(vec![0u8; 1001])])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LogError::RecordTooLarge {
+                index: 1,
+                size: 1001,
+                max: 1000,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("limits.max_record_bytes"));
-    let e = log.append("t", 0, (0..51).map(rec).collect()).await.unwrap_err();
+    let e = log
+        .append("t", 0, (0..51).map(rec).collect())
+        .await
+        .unwrap_err();
     assert!(matches!(e, LogError::BatchTooLarge { size: 51, .. }), "{e}");
-    let e = log.append("t", 0, (0..20).map(|_| Record::new(vec![1u8; 900])).collect()).await.unwrap_err();
+    let e = log
+        .append(
+            "t",
+            0,
+            (0..20).map(|_| Record::new(vec![1u8; 900])).collect(),
+        )
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("limits.max_batch_bytes"), "{e}");
     let many_headers = rec(0).with_header("a", "1").with_header("b", "2");
     let e = log.append("t", 0, vec![many_headers]).await.unwrap_err();
-    assert!(e.to_string().contains("limits.max_headers_per_record"), "{e}");
+    assert!(
+        e.to_string().contains("limits.max_headers_per_record"),
+        "{e}"
+    );
     let e = log.append("t", 0, vec![]).await.unwrap_err();
     assert!(matches!(e, LogError::BatchTooLarge { size: 0, .. }));
-    let e = log.create_topic("wide", topic(5, 1 << 20)).await.unwrap_err();
-    assert!(e.to_string().contains("limits.max_partitions_per_topic"), "{e}");
+    let e = log
+        .create_topic("wide", topic(5, 1 << 20))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("limits.max_partitions_per_topic"),
+        "{e}"
+    );
     let e = log.create_topic("tiny", topic(1, 100)).await.unwrap_err();
     assert!(e.to_string().contains("segment_bytes"), "{e}");
-    let e = log.read("t", 0, 0, ReadOptions { max_bytes: 1 << 17, ..Default::default() }).await.unwrap_err();
+    let e = log
+        .read(
+            "t",
+            0,
+            0,
+            ReadOptions {
+                max_bytes: 1 << 17,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("limits.max_read_bytes"), "{e}");
     // Nothing rejected was written.
     assert_eq!(log.offsets("t", 0).await.unwrap().high_watermark, 0);
 
     // Open read handles stay within max_open_segments while reading across many segments.
     for b in 0..80 {
-        log.append("t", 0, (0..5).map(|i| rec(b * 5 + i)).collect()).await.unwrap();
+        log.append("t", 0, (0..5).map(|i| rec(b * 5 + i)).collect())
+            .await
+            .unwrap();
     }
     assert!(log.describe_topic("t").await.unwrap().partitions[0].segments >= 5);
     let mut from = 0;
     let mut n = 0;
     loop {
-        let b = log.read("t", 0, from, ReadOptions { max_bytes: 300, ..Default::default() }).await.unwrap();
+        let b = log
+            .read(
+                "t",
+                0,
+                from,
+                ReadOptions {
+                    max_bytes: 300,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         if b.records.is_empty() {
             break;
         }
         n += b.records.len();
         from = b.next_offset(from);
-        assert!(log.open_segment_handles() <= 2, "{} handles open", log.open_segment_handles());
+        assert!(
+            log.open_segment_handles() <= 2,
+            "{} handles open",
+            log.open_segment_handles()
+        );
     }
     assert_eq!(n, 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fsync_policies_parse_and_all_keep_data_across_a_clean_close() {
-    assert_eq!("always".parse::<FsyncPolicy>().unwrap(), FsyncPolicy::Always);
-    assert_eq!("interval:250".parse::<FsyncPolicy>().unwrap(), FsyncPolicy::Interval(Duration::from_millis(250)));
+    assert_eq!(
+        "always".parse::<FsyncPolicy>().unwrap(),
+        FsyncPolicy::Always
+    );
+    assert_eq!(
+        "interval:250".parse::<FsyncPolicy>().unwrap(),
+        FsyncPolicy::Interval(Duration::from_millis(250))
+    );
     assert!("interval:0".parse::<FsyncPolicy>().is_err());
-    assert!("sometimes".parse::<FsyncPolicy>().unwrap_err().to_string().contains("interval:<milliseconds>"));
-    for policy in [FsyncPolicy::Always, FsyncPolicy::Interval(Duration::from_millis(5)), FsyncPolicy::Never] {
+    assert!(
+        "sometimes"
+            .parse::<FsyncPolicy>()
+            .unwrap_err()
+            .to_string()
+            .contains("interval:<milliseconds>")
+    );
+    for policy in [
+        FsyncPolicy::Always,
+        FsyncPolicy::Interval(Duration::from_millis(5)),
+        FsyncPolicy::Never,
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = EmbeddedConfig { fsync: policy, ..EmbeddedConfig::new(dir.path()) };
+        let cfg = EmbeddedConfig {
+            fsync: policy,
+            ..EmbeddedConfig::new(dir.path())
+        };
         let log = EmbeddedLog::open(cfg.clone()).unwrap();
         log.create_topic("t", TopicConfig::default()).await.unwrap();
         for i in 0..50 {
@@ -428,5 +662,8 @@ async fn concurrent_producers_share_fsyncs() {
     }
     let syncs = log.fsync_count() - before;
     assert_eq!(log.offsets("t", 0).await.unwrap().high_watermark, 640);
-    assert!(syncs < 640, "640 appends took {syncs} fdatasyncs: group commit did not group");
+    assert!(
+        syncs < 640,
+        "640 appends took {syncs} fdatasyncs: group commit did not group"
+    );
 }

@@ -16,11 +16,24 @@ const MAX_BATCH: u64 = 6 * 800 + 64;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Append { partition: u32, records: Vec<(Option<u8>, usize, i64)> },
-    Read { partition: u32, from: i64, max_bytes: usize },
-    Commit { group: u8, partition: u32, offset: u64 },
+    Append {
+        partition: u32,
+        records: Vec<(Option<u8>, usize, i64)>,
+    },
+    Read {
+        partition: u32,
+        from: i64,
+        max_bytes: usize,
+    },
+    Commit {
+        group: u8,
+        partition: u32,
+        offset: u64,
+    },
     Reopen,
-    Roll { partition: u32 },
+    Roll {
+        partition: u32,
+    },
     Retention,
 }
 
@@ -41,7 +54,11 @@ fn make_record(key: Option<u8>, len: usize, ts: i64, serial: u64) -> Record {
     Record {
         key: key.map(|k| Bytes::from(vec![k; 3])),
         value: Bytes::from(value),
-        headers: if serial % 3 == 0 { vec![("n".into(), Bytes::from(serial.to_string()))] } else { vec![] },
+        headers: if serial.is_multiple_of(3) {
+            vec![("n".into(), Bytes::from(serial.to_string()))]
+        } else {
+            vec![]
+        },
         timestamp_ms: ts,
     }
 }
@@ -63,20 +80,37 @@ fn config(dir: &std::path::Path) -> EmbeddedConfig {
     }
 }
 
-async fn check_partition(log: &EmbeddedLog, model: &mut Model, p: u32) -> Result<(), TestCaseError> {
+async fn check_partition(
+    log: &EmbeddedLog,
+    model: &mut Model,
+    p: u32,
+) -> Result<(), TestCaseError> {
     let st = log.describe_topic("m").await.unwrap().partitions[p as usize].clone();
     let recs = &model.records[p as usize];
-    prop_assert_eq!(st.high_watermark, recs.len() as u64, "high watermark of partition {}", p);
-    prop_assert!(st.log_start >= model.log_start[p as usize], "log start went backwards");
+    prop_assert_eq!(
+        st.high_watermark,
+        recs.len() as u64,
+        "high watermark of partition {}",
+        p
+    );
+    prop_assert!(
+        st.log_start >= model.log_start[p as usize],
+        "log start went backwards"
+    );
     prop_assert!(st.log_start <= st.high_watermark);
     if st.log_start > 0 {
         // Retention never deletes below the retained-bytes floor ...
-        prop_assert!(st.size_bytes >= RETENTION_BYTES, "deleted too much: {} bytes left", st.size_bytes);
+        prop_assert!(
+            st.size_bytes >= RETENTION_BYTES,
+            "deleted too much: {} bytes left",
+            st.size_bytes
+        );
     }
     // ... and keeps the partition within floor + one closed segment + the active one.
     prop_assert!(
         st.size_bytes <= RETENTION_BYTES + 2 * (SEGMENT_BYTES + MAX_BATCH),
-        "retention did not run: {} bytes", st.size_bytes
+        "retention did not run: {} bytes",
+        st.size_bytes
     );
     model.log_start[p as usize] = st.log_start;
     Ok(())
@@ -110,19 +144,35 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .collect();
                 let ack = log.append("m", partition, batch.clone()).await.unwrap();
                 let start = model.records[partition as usize].len() as u64;
-                prop_assert_eq!(ack.offsets, (start..start + batch.len() as u64).collect::<Vec<_>>());
+                prop_assert_eq!(
+                    ack.offsets,
+                    (start..start + batch.len() as u64).collect::<Vec<_>>()
+                );
                 model.records[partition as usize].extend(batch);
             }
-            Op::Read { partition, from, max_bytes } => {
+            Op::Read {
+                partition,
+                from,
+                max_bytes,
+            } => {
                 let recs = &model.records[partition as usize];
                 let start = model.log_start[partition as usize] as i64;
                 // Aim around the valid range, including just outside it.
                 let from = (start + from - 1).max(0) as u64;
-                let opts = ReadOptions { max_bytes, ..Default::default() };
+                let opts = ReadOptions {
+                    max_bytes,
+                    ..Default::default()
+                };
                 let got = log.read("m", partition, from, opts).await;
                 if from < start as u64 || from > recs.len() as u64 {
                     let out_of_range = matches!(got, Err(LogError::OffsetOutOfRange { .. }));
-                    prop_assert!(out_of_range, "read at {} of [{}, {}]", from, start, recs.len());
+                    prop_assert!(
+                        out_of_range,
+                        "read at {} of [{}, {}]",
+                        from,
+                        start,
+                        recs.len()
+                    );
                 } else {
                     let got = got.unwrap();
                     if from < recs.len() as u64 {
@@ -135,7 +185,12 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         bytes += c.record.payload_len();
                     }
                     if got.records.len() > 1 {
-                        prop_assert!(bytes <= max_bytes, "read {} bytes for max_bytes {}", bytes, max_bytes);
+                        prop_assert!(
+                            bytes <= max_bytes,
+                            "read {} bytes for max_bytes {}",
+                            bytes,
+                            max_bytes
+                        );
                     }
                     // The next record would have overflowed max_bytes (or there is none).
                     let next = from + got.records.len() as u64;
@@ -144,9 +199,15 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                 }
             }
-            Op::Commit { group, partition, offset } => {
+            Op::Commit {
+                group,
+                partition,
+                offset,
+            } => {
                 let g = format!("g{group}");
-                log.commit(&g, &[(TopicPartition::new("m", partition), offset)]).await.unwrap();
+                log.commit(&g, &[(TopicPartition::new("m", partition), offset)])
+                    .await
+                    .unwrap();
                 model.committed.insert((group, partition), offset);
             }
             Op::Reopen => {
@@ -162,7 +223,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             check_partition(&log, &mut model, p).await?;
         }
         for ((g, p), off) in &model.committed {
-            let got = log.committed(&format!("g{g}"), &TopicPartition::new("m", *p)).await.unwrap();
+            let got = log
+                .committed(&format!("g{g}"), &TopicPartition::new("m", *p))
+                .await
+                .unwrap();
             prop_assert_eq!(got, Some(*off));
         }
     }
@@ -171,7 +235,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let recs = &model.records[p as usize];
         let mut from = model.log_start[p as usize];
         while from < recs.len() as u64 {
-            let b = log.read("m", p, from, ReadOptions::default()).await.unwrap();
+            let b = log
+                .read("m", p, from, ReadOptions::default())
+                .await
+                .unwrap();
             for c in &b.records {
                 prop_assert_eq!(&c.record, &recs[c.offset as usize]);
             }

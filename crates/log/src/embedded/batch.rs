@@ -166,7 +166,11 @@ pub fn encode(records: &[Record], encoded_len: usize, out: &mut Vec<u8>) {
             out.extend_from_slice(value);
         }
     }
-    debug_assert_eq!(out.len(), encoded_len, "validate() and encode() disagree on size");
+    debug_assert_eq!(
+        out.len(),
+        encoded_len,
+        "validate() and encode() disagree on size"
+    );
     let len = (out.len() - LEN_FIELD_END) as u32;
     out[8..12].copy_from_slice(&len.to_le_bytes());
     out[16] = MAGIC;
@@ -233,7 +237,9 @@ pub fn decode(
             headers.push((name, take(&mut pos, hv)?));
         }
         if pos != record_end {
-            return Err(format!("record {i}: length field says {len} bytes, its fields say otherwise"));
+            return Err(format!(
+                "record {i}: length field says {len} bytes, its fields say otherwise"
+            ));
         }
         let offset = header.base_offset + u64::from(i);
         if offset >= from {
@@ -249,7 +255,10 @@ pub fn decode(
         }
     }
     if pos != data.len() {
-        return Err(format!("{} trailing bytes after the last record", data.len() - pos));
+        return Err(format!(
+            "{} trailing bytes after the last record",
+            data.len() - pos
+        ));
     }
     Ok(())
 }
@@ -263,7 +272,10 @@ mod tests {
         (
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
             proptest::collection::vec(any::<u8>(), 0..300),
-            proptest::collection::vec(("[a-z]{0,8}", proptest::collection::vec(any::<u8>(), 0..20)), 0..4),
+            proptest::collection::vec(
+                ("[a-z]{0,8}", proptest::collection::vec(any::<u8>(), 0..20)),
+                0..4,
+            ),
             any::<i64>(),
         )
             .prop_map(|(k, v, h, ts)| Record {

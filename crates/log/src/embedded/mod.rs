@@ -94,8 +94,8 @@ mod partition;
 mod segment;
 
 use crate::api::{
-    AppendAck, Assignment, Log, Membership, PartitionOffsets, ReadBatch, ReadOptions,
-    TopicConfig, TopicDescription,
+    AppendAck, Assignment, Log, Membership, PartitionOffsets, ReadBatch, ReadOptions, TopicConfig,
+    TopicDescription,
 };
 use crate::error::LogError;
 use crate::group::{Subscription, range_assign};
@@ -119,20 +119,15 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 /// When appended records reach stable storage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FsyncPolicy {
     /// Every append waits for an fdatasync that covers it (group-committed). The default.
+    #[default]
     Always,
     /// Appends return after the write; a background thread fsyncs every N milliseconds.
     Interval(Duration),
     /// Never fsync; the OS writes back when it likes. For tests and scratch data only.
     Never,
-}
-
-impl Default for FsyncPolicy {
-    fn default() -> Self {
-        FsyncPolicy::Always
-    }
 }
 
 impl fmt::Display for FsyncPolicy {
@@ -322,7 +317,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
     {
-        return bad("it contains a character outside a-z A-Z 0-9 . _ -");
+        return bad("it contains a character that is not allowed");
     }
     Ok(())
 }
@@ -332,7 +327,9 @@ impl EmbeddedLog {
     pub fn open(config: EmbeddedConfig) -> Result<EmbeddedLog, LogError> {
         let limits = &config.limits;
         if config.index_interval_bytes == 0 {
-            return Err(LogError::InvalidConfig("index_interval_bytes must be at least 1".into()));
+            return Err(LogError::InvalidConfig(
+                "index_interval_bytes must be at least 1".into(),
+            ));
         }
         if limits.max_segment_bytes > (2u64 << 30) {
             return Err(LogError::InvalidConfig(format!(
@@ -341,8 +338,10 @@ impl EmbeddedLog {
             )));
         }
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir.join("topics")).map_err(io_err("creating data directory", dir))?;
-        std::fs::create_dir_all(dir.join("groups")).map_err(io_err("creating data directory", dir))?;
+        std::fs::create_dir_all(dir.join("topics"))
+            .map_err(io_err("creating data directory", dir))?;
+        std::fs::create_dir_all(dir.join("groups"))
+            .map_err(io_err("creating data directory", dir))?;
         let lock_path = dir.join("LOCK");
         let mut lock = OpenOptions::new()
             .read(true)
@@ -573,7 +572,11 @@ impl Inner {
         let topic = EmbeddedLog::open_topic(name, dir, &self.shared)?;
         let desc = topic.describe();
         topics.insert(name.to_string(), Arc::new(topic));
-        debug!(topic = name, partitions = config.partitions, "created topic");
+        debug!(
+            topic = name,
+            partitions = config.partitions,
+            "created topic"
+        );
         Ok(desc)
     }
 
@@ -597,7 +600,9 @@ impl Inner {
     }
 
     fn rebalance(&self, coord: &mut Coordinator, group: &str) {
-        let Some(state) = coord.groups.get_mut(group) else { return };
+        let Some(state) = coord.groups.get_mut(group) else {
+            return;
+        };
         state.generation += 1;
         let subs: Vec<Subscription> = state
             .members
@@ -629,7 +634,12 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some((tx, handle)) = self.flusher.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some((tx, handle)) = self
+            .flusher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             drop(tx);
             let _ = handle.join();
         }
@@ -645,9 +655,14 @@ impl Log for EmbeddedLog {
         "embedded"
     }
 
-    async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicDescription, LogError> {
+    async fn create_topic(
+        &self,
+        name: &str,
+        config: TopicConfig,
+    ) -> Result<TopicDescription, LogError> {
         let name = name.to_string();
-        self.blocking(move |inner| inner.create_topic(&name, config)).await
+        self.blocking(move |inner| inner.create_topic(&name, config))
+            .await
     }
 
     async fn delete_topic(&self, name: &str) -> Result<(), LogError> {
@@ -656,14 +671,24 @@ impl Log for EmbeddedLog {
     }
 
     async fn list_topics(&self) -> Result<Vec<TopicDescription>, LogError> {
-        Ok(self.inner.topics_snapshot().iter().map(|t| t.describe()).collect())
+        Ok(self
+            .inner
+            .topics_snapshot()
+            .iter()
+            .map(|t| t.describe())
+            .collect())
     }
 
     async fn describe_topic(&self, name: &str) -> Result<TopicDescription, LogError> {
         Ok(self.inner.topic(name)?.describe())
     }
 
-    async fn append(&self, topic: &str, partition: u32, records: Vec<Record>) -> Result<AppendAck, LogError> {
+    async fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> Result<AppendAck, LogError> {
         let part = self.inner.topic(topic)?.partition(partition)?.clone();
         let n = records.len() as u64;
         let base = tokio::task::spawn_blocking(move || part.append(&records))
@@ -675,7 +700,13 @@ impl Log for EmbeddedLog {
         })
     }
 
-    async fn read(&self, topic: &str, partition: u32, from: u64, options: ReadOptions) -> Result<ReadBatch, LogError> {
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        options: ReadOptions,
+    ) -> Result<ReadBatch, LogError> {
         let limits = &self.inner.config.limits;
         if options.max_bytes > limits.max_read_bytes {
             return Err(LogError::InvalidConfig(format!(
@@ -704,7 +735,8 @@ impl Log for EmbeddedLog {
         }
         let group = group.to_string();
         let offsets = offsets.to_vec();
-        self.blocking(move |inner| inner.offsets.commit(&group, &offsets)).await
+        self.blocking(move |inner| inner.offsets.commit(&group, &offsets))
+            .await
     }
 
     async fn committed(&self, group: &str, tp: &TopicPartition) -> Result<Option<u64>, LogError> {
@@ -729,7 +761,11 @@ impl Log for EmbeddedLog {
         }
         let (tx, rx) = watch::channel(Assignment::default());
         let member_id = {
-            let mut coord = self.inner.coordinator.lock().unwrap_or_else(|e| e.into_inner());
+            let mut coord = self
+                .inner
+                .coordinator
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             coord.next_member += 1;
             let id = format!("{group}-member-{:06}", coord.next_member);
             coord

@@ -44,7 +44,9 @@ fn decode(path: &Path, data: &[u8]) -> Result<GroupFile, LogError> {
         file: path.to_path_buf(),
         position: 0,
         offset: None,
-        detail: format!("committed offsets: {detail}; restore the file or delete it to reset this group"),
+        detail: format!(
+            "committed offsets: {detail}; restore the file or delete it to reset this group"
+        ),
     };
     if data.len() < 12 || &data[0..4] != MAGIC {
         return Err(corrupt("missing AOFS header"));
@@ -62,13 +64,16 @@ impl OffsetStore {
     /// Loads every group file in `dir`.
     pub fn open(dir: PathBuf) -> Result<OffsetStore, LogError> {
         let mut groups = HashMap::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))? {
+        for entry in std::fs::read_dir(&dir)
+            .map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?
+        {
             let entry = entry.map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
             let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) != Some("offsets") {
                 continue;
             }
-            let data = std::fs::read(&path).map_err(|e| LogError::io(format!("reading {}", path.display()), e))?;
+            let data = std::fs::read(&path)
+                .map_err(|e| LogError::io(format!("reading {}", path.display()), e))?;
             let file = decode(&path, &data)?;
             let map = file
                 .offsets
@@ -86,7 +91,10 @@ impl OffsetStore {
     fn persist(&self, group: &str, map: &BTreeMap<TopicPartition, u64>) -> Result<(), LogError> {
         let body = serde_json::to_vec(&GroupFile {
             group: group.to_string(),
-            offsets: map.iter().map(|(tp, o)| (tp.topic.clone(), tp.partition, *o)).collect(),
+            offsets: map
+                .iter()
+                .map(|(tp, o)| (tp.topic.clone(), tp.partition, *o))
+                .collect(),
         })
         .map_err(|e| LogError::Internal(format!("serialising offsets: {e}")))?;
         let mut data = Vec::with_capacity(body.len() + 12);

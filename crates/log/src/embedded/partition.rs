@@ -1,9 +1,9 @@
 //! One partition of the embedded log: its segments, the single writer, group commit, reads,
 //! recovery and retention. See the design note in `embedded/mod.rs`.
 
-use super::batch::{self, BatchHeader, HEADER_LEN};
-use super::segment::{self, FdCache, IndexEntry, OBSERVE, PUBLISH, Segment};
 use super::FsyncPolicy;
+use super::batch::{self, BatchHeader, HEADER_LEN};
+use super::segment::{self, FdCache, IndexEntry, OBSERVE, PUBLISH, ScanSpec, Segment};
 use crate::api::{PartitionOffsets, PartitionState, ReadBatch, TopicConfig};
 use crate::error::LogError;
 use crate::limits::Limits;
@@ -114,12 +114,14 @@ impl Partition {
             if let Some(stem) = name.strip_suffix(".log") {
                 match stem.parse::<u64>() {
                     Ok(b) => bases.push(b),
-                    Err(_) => warn!(file = %name, "ignoring unexpected file in partition directory"),
+                    Err(_) => {
+                        warn!(file = %name, "ignoring unexpected file in partition directory")
+                    }
                 }
-            } else if let Some(stem) = name.strip_suffix(".idx") {
-                if let Ok(b) = stem.parse::<u64>() {
-                    idx_files.push(b);
-                }
+            } else if let Some(stem) = name.strip_suffix(".idx")
+                && let Ok(b) = stem.parse::<u64>()
+            {
+                idx_files.push(b);
             }
         }
         bases.sort_unstable();
@@ -153,8 +155,20 @@ impl Partition {
             .write(true)
             .open(&active.path)
             .map_err(io_err("opening", &active.path))?;
-        let len = file.metadata().map_err(io_err("reading size of", &active.path))?.len();
-        let scan = segment::scan(&file, &active.path, 0, active.base_offset, len, interval, true, active.base_offset)?;
+        let len = file
+            .metadata()
+            .map_err(io_err("reading size of", &active.path))?
+            .len();
+        let scan = segment::scan(ScanSpec {
+            file: &file,
+            path: &active.path,
+            base_offset: active.base_offset,
+            start: 0,
+            start_offset: active.base_offset,
+            len,
+            index_interval: interval,
+            verify_crc: true,
+        })?;
         if scan.valid_len < len {
             let why = scan.stopped.clone().unwrap_or_default();
             isolate_tail(&file, &active.path, scan.valid_len, len)?;
@@ -206,21 +220,46 @@ impl Partition {
     /// and newest timestamp from the batches after the last index entry.
     fn open_closed(seg: &Segment, next_base: u64, interval: u64) -> Result<(), LogError> {
         let file = File::open(&seg.path).map_err(io_err("opening", &seg.path))?;
-        let len = file.metadata().map_err(io_err("reading size of", &seg.path))?.len();
+        let len = file
+            .metadata()
+            .map_err(io_err("reading size of", &seg.path))?
+            .len();
         let index = match seg.load_index(len) {
             Some(ix) => ix,
             None => {
                 info!(segment = %seg.path.display(), "rebuilding sparse index");
-                let s = segment::scan(&file, &seg.path, 0, seg.base_offset, len, interval, false, seg.base_offset)?;
+                let s = segment::scan(ScanSpec {
+                    file: &file,
+                    path: &seg.path,
+                    base_offset: seg.base_offset,
+                    start: 0,
+                    start_offset: seg.base_offset,
+                    len,
+                    index_interval: interval,
+                    verify_crc: false,
+                })?;
                 *seg.index.write().unwrap_or_else(|e| e.into_inner()) = s.index.clone();
                 seg.persist_index()?;
                 s.index
             }
         };
         let (pos, off, ts) = index.last().map_or((0, seg.base_offset, i64::MIN), |e| {
-            (u64::from(e.position), seg.base_offset + u64::from(e.relative_offset), e.max_timestamp)
+            (
+                u64::from(e.position),
+                seg.base_offset + u64::from(e.relative_offset),
+                e.max_timestamp,
+            )
         });
-        let tail = segment::scan(&file, &seg.path, pos, off, len, u64::MAX, false, seg.base_offset)?;
+        let tail = segment::scan(ScanSpec {
+            file: &file,
+            path: &seg.path,
+            base_offset: seg.base_offset,
+            start: pos,
+            start_offset: off,
+            len,
+            index_interval: u64::MAX,
+            verify_crc: false,
+        })?;
         if let Some(why) = &tail.stopped {
             warn!(segment = %seg.path.display(), position = tail.valid_len, reason = %why,
                 "closed segment is damaged; reads that reach this position will fail");
@@ -241,7 +280,11 @@ impl Partition {
         let len = batch::validate(records, &self.shared.limits)?;
         let mut buf = Vec::new();
         batch::encode(records, len, &mut buf);
-        let max_ts = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(i64::MIN);
+        let max_ts = records
+            .iter()
+            .map(|r| r.timestamp_ms)
+            .max()
+            .unwrap_or(i64::MIN);
         self.check_fenced()?;
         let (base, end, rolled) = {
             let mut w = lock(&self.writer);
@@ -257,12 +300,17 @@ impl Partition {
                 .map_err(io_err("writing", &w.segment.path))?;
             let seg = w.segment.clone();
             seg.max_timestamp.fetch_max(max_ts, Ordering::AcqRel);
-            if w.last_indexed.is_none_or(|l| w.pos - l >= self.shared.index_interval_bytes) {
-                seg.index.write().unwrap_or_else(|e| e.into_inner()).push(IndexEntry {
-                    relative_offset: (base - seg.base_offset) as u32,
-                    position: w.pos as u32,
-                    max_timestamp: seg.max_timestamp.load(OBSERVE),
-                });
+            if w.last_indexed
+                .is_none_or(|l| w.pos - l >= self.shared.index_interval_bytes)
+            {
+                seg.index
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(IndexEntry {
+                        relative_offset: (base - seg.base_offset) as u32,
+                        position: w.pos as u32,
+                        max_timestamp: seg.max_timestamp.load(OBSERVE),
+                    });
                 w.last_indexed = Some(w.pos);
             }
             w.pos += len as u64;
@@ -514,7 +562,9 @@ impl Partition {
             }
             let file = match self.shared.fdcache.get(&seg.path) {
                 Ok(f) => f,
-                Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(LogError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
                     // Retention deleted the segment after we looked it up.
                     return Err(self.out_of_range(from));
                 }
@@ -533,14 +583,26 @@ impl Partition {
                 file.read_exact_at(&mut header_buf, pos)
                     .map_err(io_err("reading", &seg.path))?;
                 let Some(h) = BatchHeader::parse(&header_buf) else {
-                    return Err(corrupt(pos, None, "bytes that are not a batch header".into()));
+                    return Err(corrupt(
+                        pos,
+                        None,
+                        "bytes that are not a batch header".into(),
+                    ));
                 };
                 if h.base_offset != expect {
-                    return Err(corrupt(pos, Some(h.base_offset), format!("batch claims offset {}, expected {expect}", h.base_offset)));
+                    return Err(corrupt(
+                        pos,
+                        Some(h.base_offset),
+                        format!("batch claims offset {}, expected {expect}", h.base_offset),
+                    ));
                 }
                 let total = h.total_len as u64;
                 if pos + total > readable {
-                    return Err(corrupt(pos, Some(h.base_offset), format!("batch of {total} bytes runs past the readable end {readable}")));
+                    return Err(corrupt(
+                        pos,
+                        Some(h.base_offset),
+                        format!("batch of {total} bytes runs past the readable end {readable}"),
+                    ));
                 }
                 if h.next_offset() <= from {
                     pos += total;
@@ -592,12 +654,15 @@ impl Partition {
                 if map.len() <= 1 {
                     break;
                 }
-                let Some((_, oldest)) = map.iter().next() else { break };
+                let Some((_, oldest)) = map.iter().next() else {
+                    break;
+                };
                 let total: u64 = map.values().map(|s| s.size.load(OBSERVE)).sum();
                 let size = oldest.size.load(OBSERVE);
-                let by_time = self.config.retention_ms.is_some_and(|r| {
-                    oldest.max_timestamp.load(OBSERVE) < now_ms.saturating_sub(r)
-                });
+                let by_time = self
+                    .config
+                    .retention_ms
+                    .is_some_and(|r| oldest.max_timestamp.load(OBSERVE) < now_ms.saturating_sub(r));
                 let by_size = self
                     .config
                     .retention_bytes
@@ -633,7 +698,12 @@ impl Partition {
 
     /// Drops cached read handles (before the partition's files are deleted).
     pub fn evict_handles(&self) {
-        for seg in self.segments.read().unwrap_or_else(|e| e.into_inner()).values() {
+        for seg in self
+            .segments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
             self.shared.fdcache.evict(&seg.path);
         }
     }
@@ -642,8 +712,13 @@ impl Partition {
 /// Moves the bytes `[from, len)` of a segment into a side file and truncates the segment.
 fn isolate_tail(file: &File, path: &Path, from: u64, len: u64) -> Result<(), LogError> {
     let mut tail = vec![0u8; (len - from) as usize];
-    file.read_exact_at(&mut tail, from).map_err(io_err("reading", path))?;
-    let side = PathBuf::from(format!("{}.torn-{}", path.display(), crate::record::now_ms()));
+    file.read_exact_at(&mut tail, from)
+        .map_err(io_err("reading", path))?;
+    let side = PathBuf::from(format!(
+        "{}.torn-{}",
+        path.display(),
+        crate::record::now_ms()
+    ));
     std::fs::write(&side, &tail).map_err(io_err("writing", &side))?;
     File::open(&side)
         .and_then(|f| f.sync_all())

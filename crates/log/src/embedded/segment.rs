@@ -92,7 +92,9 @@ impl Segment {
 
     /// Byte position of the last indexed batch at or before `offset` (0 when none).
     pub fn lookup(&self, offset: u64) -> (u64, u64) {
-        let rel = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
+        let rel = offset
+            .saturating_sub(self.base_offset)
+            .min(u64::from(u32::MAX)) as u32;
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         let i = index.partition_point(|e| e.relative_offset <= rel);
         if i == 0 {
@@ -131,10 +133,12 @@ impl Segment {
             .chunks_exact(INDEX_ENTRY_LEN)
             .map(IndexEntry::from_bytes)
             .collect();
-        let sorted = entries.windows(2).all(|w| {
-            w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position
-        });
-        let first_ok = entries.first().is_none_or(|e| e.position == 0 && e.relative_offset == 0);
+        let sorted = entries
+            .windows(2)
+            .all(|w| w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position);
+        let first_ok = entries
+            .first()
+            .is_none_or(|e| e.position == 0 && e.relative_offset == 0);
         let in_file = entries
             .last()
             .is_none_or(|e| u64::from(e.position) + HEADER_LEN as u64 <= log_len);
@@ -157,20 +161,41 @@ pub struct ScanResult {
     pub stopped: Option<String>,
 }
 
-/// Walks the batches of `file` from `start` (a batch boundary whose first offset is
-/// `start_offset`) to `len`, checking framing and offset continuity, and the CRC when
-/// `verify_crc`. Stops at the first batch that fails; the caller decides whether that is a torn
-/// tail (truncate) or damage (report).
-pub fn scan(
-    file: &File,
-    path: &Path,
-    start: u64,
-    start_offset: u64,
-    len: u64,
-    index_interval: u64,
-    verify_crc: bool,
-    base_offset: u64,
-) -> Result<ScanResult, LogError> {
+/// What to scan: batches of `file` from `start` (a batch boundary whose first offset is
+/// `start_offset`) to `len`.
+pub struct ScanSpec<'a> {
+    /// The open segment file.
+    pub file: &'a File,
+    /// Its path, for errors.
+    pub path: &'a Path,
+    /// The segment's base offset (index entries are relative to it).
+    pub base_offset: u64,
+    /// Byte position to start at.
+    pub start: u64,
+    /// Offset of the batch at `start`.
+    pub start_offset: u64,
+    /// Bytes of the file to scan.
+    pub len: u64,
+    /// Bytes between index entries in the rebuilt index.
+    pub index_interval: u64,
+    /// Read whole batches and check their CRC (else headers only).
+    pub verify_crc: bool,
+}
+
+/// Walks the batches checking framing and offset continuity, and the CRC when asked. Stops at
+/// the first batch that fails; the caller decides whether that is a torn tail (truncate) or
+/// damage (report).
+pub fn scan(spec: ScanSpec<'_>) -> Result<ScanResult, LogError> {
+    let ScanSpec {
+        file,
+        path,
+        base_offset,
+        start,
+        start_offset,
+        len,
+        index_interval,
+        verify_crc,
+    } = spec;
     let mut res = ScanResult {
         valid_len: start,
         next_offset: start_offset,
@@ -183,7 +208,10 @@ pub fn scan(
     let mut body = Vec::new();
     while pos < len {
         if len - pos < HEADER_LEN as u64 {
-            res.stopped = Some(format!("{} bytes at the end are too short for a batch header", len - pos));
+            res.stopped = Some(format!(
+                "{} bytes at the end are too short for a batch header",
+                len - pos
+            ));
             break;
         }
         file.read_exact_at(&mut header_buf, pos)
@@ -269,15 +297,14 @@ impl FdCache {
                 .open(path)
                 .map_err(|e| LogError::io(format!("opening segment {}", path.display()), e))?,
         );
-        if inner.files.len() >= self.capacity {
-            if let Some(oldest) = inner
+        if inner.files.len() >= self.capacity
+            && let Some(oldest) = inner
                 .files
                 .iter()
                 .min_by_key(|(_, (_, t))| *t)
                 .map(|(p, _)| p.clone())
-            {
-                inner.files.remove(&oldest);
-            }
+        {
+            inner.files.remove(&oldest);
         }
         inner.files.insert(path.to_path_buf(), (f.clone(), tick));
         Ok(f)
@@ -291,7 +318,11 @@ impl FdCache {
 
     /// How many handles are open now.
     pub fn open_count(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).files.len()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .files
+            .len()
     }
 }
 

@@ -1,0 +1,288 @@
+//! `aorta bench log`: durable append and read throughput of the embedded log, printed as ratios
+//! to the disk's own fdatasync'd sequential write bandwidth measured in the same run.
+
+use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, ReadOptions, Record, TopicConfig};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Durable append (1/8/64 producers, 200 B and 1.5 KB records) and warm read throughput.
+    Log(LogBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LogBenchArgs {
+    /// Directory on the disk to measure (default: <data-dir>/bench-<pid>, removed afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// MiB written per run.
+    #[arg(long, default_value_t = 256)]
+    pub mib: u64,
+    /// Concurrent producer counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    pub producers: Vec<usize>,
+    /// Record value sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "200,1500")]
+    pub record_sizes: Vec<usize>,
+    /// Payload bytes per append batch (each producer's batch).
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub batch_bytes: usize,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Sequential write of `bytes` in 1 MiB blocks followed by one fdatasync, like
+/// `dd if=/dev/zero of=F bs=1M count=N conv=fdatasync`. Returns MiB/s.
+fn disk_write_bandwidth(dir: &Path, bytes: u64) -> anyhow::Result<f64> {
+    let path = dir.join("disk-baseline.bin");
+    let block: Vec<u8> = (0..1 << 20).map(|i| (i * 7 + 13) as u8).collect();
+    let start = Instant::now();
+    {
+        let mut f = std::fs::File::create(&path)?;
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            f.write_all(&block[..n])?;
+            left -= n as u64;
+        }
+        f.sync_data()?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(bytes as f64 / MIB / secs)
+}
+
+/// Reads every file under `dir` with pread into one reused buffer: the raw warm-cache read speed.
+fn raw_read_bandwidth(dir: &Path) -> anyhow::Result<(u64, f64)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "log") {
+                files.push(p);
+            }
+        }
+    }
+    let mut buf = vec![0u8; 4 << 20];
+    let mut total = 0u64;
+    let start = Instant::now();
+    for p in files {
+        let f = std::fs::File::open(&p)?;
+        let mut pos = 0u64;
+        loop {
+            let n = f.read_at(&mut buf, pos)?;
+            if n == 0 {
+                break;
+            }
+            pos += n as u64;
+            total += n as u64;
+        }
+    }
+    Ok((total, total as f64 / MIB / start.elapsed().as_secs_f64()))
+}
+
+struct Run {
+    payload_mib_s: f64,
+    records_s: f64,
+    disk_mib_s: f64,
+    fsyncs: u64,
+}
+
+async fn append_run(
+    dir: &Path,
+    producers: usize,
+    record_size: usize,
+    total: u64,
+    batch_bytes: usize,
+) -> anyhow::Result<(Run, EmbeddedLog)> {
+    let log = EmbeddedLog::open(EmbeddedConfig::new(dir))?;
+    log.create_topic("bench", TopicConfig::default()).await?;
+    let per_batch = (batch_bytes / record_size).max(1);
+    let batches_total = (total as usize).div_ceil(record_size * per_batch);
+    let value = Bytes::from(
+        (0..record_size)
+            .map(|i| (i * 31 + 7) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let batch: Vec<Record> = (0..per_batch).map(|_| Record::new(value.clone())).collect();
+    let fsyncs_before = log.fsync_count();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let n = batches_total / producers + usize::from(p < batches_total % producers);
+        let log = log.clone();
+        let batch = batch.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..n {
+                log.append("bench", 0, batch.clone()).await?;
+            }
+            Ok::<_, aorta_log::LogError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let records = (batches_total * per_batch) as f64;
+    let payload = records * record_size as f64;
+    let on_disk = log.describe_topic("bench").await?.partitions[0].size_bytes as f64;
+    Ok((
+        Run {
+            payload_mib_s: payload / MIB / secs,
+            records_s: records / secs,
+            disk_mib_s: on_disk / MIB / secs,
+            fsyncs: log.fsync_count() - fsyncs_before,
+        },
+        log,
+    ))
+}
+
+async fn read_run(log: &EmbeddedLog) -> anyhow::Result<(f64, f64)> {
+    let start = Instant::now();
+    let (mut records, mut bytes, mut from) = (0u64, 0u64, 0u64);
+    loop {
+        let b = log
+            .read(
+                "bench",
+                0,
+                from,
+                ReadOptions {
+                    max_bytes: 4 << 20,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if b.records.is_empty() {
+            break;
+        }
+        records += b.records.len() as u64;
+        bytes += b
+            .records
+            .iter()
+            .map(|r| r.record.value.len() as u64)
+            .sum::<u64>();
+        from = b.next_offset(from);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok((bytes as f64 / MIB / secs, records as f64 / secs))
+}
+
+pub async fn run(cmd: BenchCmd, data_dir: &Path) -> anyhow::Result<()> {
+    let BenchCmd::Log(args) = cmd;
+    anyhow::ensure!(
+        args.mib > 0 && args.batch_bytes > 0,
+        "--mib and --batch-bytes must be positive"
+    );
+    anyhow::ensure!(
+        args.producers.iter().all(|&p| p > 0),
+        "--producers must all be positive"
+    );
+    anyhow::ensure!(
+        args.record_sizes.iter().all(|&s| s > 0),
+        "--record-sizes must all be positive"
+    );
+    let root = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join(format!("bench-{}", std::process::id())));
+    anyhow::ensure!(
+        !root.exists(),
+        "{} already exists; pass an empty or new --dir",
+        root.display()
+    );
+    std::fs::create_dir_all(&root)?;
+    let result = bench(&args, &root).await;
+    let _ = std::fs::remove_dir_all(&root);
+    result
+}
+
+async fn bench(args: &LogBenchArgs, root: &Path) -> anyhow::Result<()> {
+    let total = args.mib << 20;
+    println!(
+        "aorta bench log: {} MiB per run, batches of {} KiB per producer, fsync=always, in {}",
+        args.mib,
+        args.batch_bytes / 1024,
+        root.display()
+    );
+    let disk: Vec<f64> = (0..3)
+        .map(|_| disk_write_bandwidth(root, total))
+        .collect::<Result<_, _>>()?;
+    let mut sorted = disk.clone();
+    sorted.sort_by(f64::total_cmp);
+    let disk_bw = sorted[1];
+    println!(
+        "disk baseline: sequential 1 MiB writes + fdatasync: {:.0} MiB/s (median of {:.0}, {:.0}, {:.0})",
+        disk_bw, disk[0], disk[1], disk[2]
+    );
+    println!();
+    println!(
+        "{:>7} {:>9} {:>12} {:>13} {:>12} {:>9} {:>12} {:>10}",
+        "record",
+        "producers",
+        "payload MiB/s",
+        "records/s",
+        "disk MiB/s",
+        "fsyncs",
+        "KiB/fsync",
+        "ratio"
+    );
+    let mut best_8plus: f64 = 0.0;
+    let mut reads = Vec::new();
+    for &size in &args.record_sizes {
+        let mut last_log = None;
+        for (i, &producers) in args.producers.iter().enumerate() {
+            let dir = root.join(format!("r{size}-p{producers}"));
+            let (run, log) = append_run(&dir, producers, size, total, args.batch_bytes).await?;
+            let ratio = run.payload_mib_s / disk_bw;
+            if producers >= 8 {
+                best_8plus = best_8plus.max(ratio);
+            }
+            println!(
+                "{:>6}B {:>9} {:>12.0} {:>13.0} {:>12.0} {:>9} {:>12.0} {:>10.2}",
+                size,
+                producers,
+                run.payload_mib_s,
+                run.records_s,
+                run.disk_mib_s,
+                run.fsyncs,
+                total as f64 / 1024.0 / run.fsyncs.max(1) as f64,
+                ratio
+            );
+            if i + 1 == args.producers.len() {
+                last_log = Some((log, dir));
+            } else {
+                drop(log);
+                std::fs::remove_dir_all(&dir)?;
+            }
+        }
+        if let Some((log, dir)) = last_log {
+            let (mib_s, rec_s) = read_run(&log).await?;
+            drop(log);
+            let (_, raw) = raw_read_bandwidth(&dir)?;
+            reads.push((size, mib_s, rec_s, raw));
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
+    println!();
+    println!(
+        "ratio = payload MiB/s / disk baseline MiB/s (payload excludes Aorta's framing; disk MiB/s includes it)"
+    );
+    println!("warm page-cache reads (whole topic, 4 MiB reads, CRC-checked and decoded):");
+    for (size, mib_s, rec_s, raw) in reads {
+        println!(
+            "  {size:>5} B records: {mib_s:.0} MiB/s payload, {rec_s:.0} records/s; raw pread of the same files {raw:.0} MiB/s (ratio {:.2})",
+            mib_s / raw
+        );
+    }
+    println!();
+    println!("best ratio with >= 8 producers: {best_8plus:.2} (target >= 0.70)");
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! One module per top-level command.
+
+pub mod bench;
+pub mod consume;
+pub mod demo;
+pub mod produce;
+pub mod topics;
+
+/// Human-readable byte count (KiB, MiB, GiB).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

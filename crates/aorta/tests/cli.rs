@@ -1,0 +1,262 @@
+//! The `aorta` command line, run as a user would: a real process on a temporary data dir.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+struct Aorta {
+    dir: tempfile::TempDir,
+}
+
+impl Aorta {
+    fn new() -> Self {
+        Aorta {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aorta"))
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "aorta {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args, b"");
+        assert!(!out.status.success(), "aorta {args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+#[test]
+fn produce_then_consume_round_trips_lines_keys_and_headers() {
+    let a = Aorta::new();
+    a.ok(&["topics", "create", "adt", "--partitions", "3"], b"");
+    let input: String = (0..300)
+        .map(|i| format!("MRN{:03}|message {i}\n", i % 17))
+        .collect();
+    a.ok(
+        &[
+            "produce",
+            "adt",
+            "--key-separator",
+            "|",
+            "--header",
+            "src=test",
+            "--batch",
+            "64",
+        ],
+        input.as_bytes(),
+    );
+    let out = a.ok(
+        &["consume", "adt", "--from-beginning", "--format", "json"],
+        b"",
+    );
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 300);
+    for r in &rows {
+        let key = r["key"].as_str().unwrap();
+        let p = aorta_log::partitioner::partition_for_key(key.as_bytes(), 3);
+        assert_eq!(r["partition"], p, "key {key} on the murmur2 partition");
+        assert_eq!(r["headers"][0]["name"], "src");
+        assert_eq!(r["headers"][0]["value"], "test");
+    }
+    let mut values: Vec<&str> = rows.iter().map(|r| r["value"].as_str().unwrap()).collect();
+    values.sort_by_key(|v| v[8..].parse::<u32>().unwrap());
+    let want: Vec<String> = (0..300).map(|i| format!("message {i}")).collect();
+    assert_eq!(values, want);
+    // Text output of one partition is in offset order.
+    let p0 = a.ok(
+        &["consume", "adt", "--from-beginning", "--partition", "0"],
+        b"",
+    );
+    let nums: Vec<u32> = p0.lines().map(|l| l[8..].parse().unwrap()).collect();
+    assert!(nums.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn whole_files_are_single_records_kept_byte_for_byte() {
+    let a = Aorta::new();
+    let f = a.dir.path().join("oru.hl7");
+    let msg = b"MSH|^~\\&|LAB|HOSP|||20260101||ORU^R01|1|P|2.5.1\rPID|1||123\rOBX|1|NM|8867-4^Heart rate^LN||72|/min\r";
+    std::fs::write(&f, msg).unwrap();
+    a.ok(
+        &[
+            "produce",
+            "oru",
+            "--create",
+            "--record-per-file",
+            f.to_str().unwrap(),
+        ],
+        b"",
+    );
+    let out = a.ok(
+        &["consume", "oru", "--from-beginning", "--format", "json"],
+        b"",
+    );
+    let row: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(row["value"].as_str().unwrap().as_bytes(), msg);
+    // Binary values come back as base64.
+    let bin = a.dir.path().join("bin");
+    std::fs::write(&bin, [0xffu8, 0x00, 0xfe]).unwrap();
+    a.ok(
+        &["produce", "oru", "--record-per-file", bin.to_str().unwrap()],
+        b"",
+    );
+    let out = a.ok(
+        &["consume", "oru", "--offset", "1", "--format", "json"],
+        b"",
+    );
+    let row: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(row["value_base64"], "/wD+");
+}
+
+#[test]
+fn a_consumer_group_resumes_where_it_committed() {
+    let a = Aorta::new();
+    a.ok(
+        &["produce", "t", "--create", "--partitions", "2"],
+        b"1\n2\n3\n",
+    );
+    assert_eq!(
+        a.ok(&["consume", "t", "--group", "g", "--from-beginning"], b"")
+            .lines()
+            .count(),
+        3
+    );
+    assert_eq!(
+        a.ok(&["consume", "t", "--group", "g", "--from-beginning"], b""),
+        "",
+        "committed offsets win over --from-beginning"
+    );
+    a.ok(&["produce", "t"], b"4\n");
+    assert_eq!(a.ok(&["consume", "t", "--group", "g"], b""), "4\n");
+    // --max-records commits only what was printed.
+    a.ok(&["produce", "t", "--partition", "1"], b"5\n6\n7\n");
+    assert_eq!(
+        a.ok(&["consume", "t", "--group", "g", "--max-records", "1"], b""),
+        "5\n"
+    );
+    assert_eq!(a.ok(&["consume", "t", "--group", "g"], b""), "6\n7\n");
+}
+
+#[test]
+fn errors_name_the_thing_and_the_fix() {
+    let a = Aorta::new();
+    a.ok(&["topics", "create", "adt", "--partitions", "2"], b"");
+    let e = a.fails(&["consume", "missing"]);
+    assert!(
+        e.contains(
+            "topic \"missing\" does not exist; create it with `aorta topics create missing`"
+        ),
+        "{e}"
+    );
+    let e = a.fails(&["consume", "adt", "--partition", "5"]);
+    assert!(
+        e.contains("topic \"adt\" has 2 partition(s); partition 5 does not exist"),
+        "{e}"
+    );
+    let e = a.fails(&["produce", "nope"]);
+    assert!(e.contains("--create"), "{e}");
+    let e = a.fails(&["topics", "create", "adt"]);
+    assert!(e.contains("already exists"), "{e}");
+    let e = a.fails(&["--fsync", "sometimes", "topics", "list"]);
+    assert!(e.contains("interval:<milliseconds>"), "{e}");
+    let out = a.run(
+        &["produce", "adt", "--key-separator", ":"],
+        b"no separator here\n",
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1 has no key separator"));
+    let e = a.fails(&["consume", "adt", "--offset", "99", "--partition", "0"]);
+    assert!(e.contains("offset 99 is out of range"), "{e}");
+}
+
+#[test]
+fn a_second_process_on_the_same_data_dir_is_told_who_holds_it() {
+    let a = Aorta::new();
+    a.ok(&["topics", "create", "t"], b"");
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_aorta"))
+        .arg("--data-dir")
+        .arg(a.dir.path().join("data"))
+        .args(["consume", "t", "--follow"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let e = loop {
+        let out = a.run(&["topics", "list"], b"");
+        if !out.status.success() {
+            break String::from_utf8(out.stderr).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    assert!(e.contains(&format!("pid {}", follower.id())), "{e}");
+    assert!(e.contains("--data-dir"), "{e}");
+}
+
+#[test]
+fn demo_runs_the_round_trip_and_is_repeatable() {
+    let a = Aorta::new();
+    let out = a.ok(&["demo", "--messages", "500"], b"");
+    assert!(out.contains("read back and verified 500 messages"), "{out}");
+    let out = a.ok(&["demo", "--messages", "300"], b"");
+    assert!(out.contains("read back and verified 300 messages"), "{out}");
+    let list = a.ok(&["topics", "list", "--json"], b"");
+    let topics: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let parts = topics[0]["partitions"].as_array().unwrap();
+    let total: u64 = parts
+        .iter()
+        .map(|p| p["high_watermark"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 800);
+}
+
+#[test]
+fn topics_describe_and_delete() {
+    let a = Aorta::new();
+    a.ok(
+        &[
+            "topics",
+            "create",
+            "lab",
+            "--partitions",
+            "2",
+            "--retention-ms",
+            "3600000",
+        ],
+        b"",
+    );
+    a.ok(&["produce", "lab"], b"x\ny\n");
+    let d = a.ok(&["topics", "describe", "lab"], b"");
+    assert!(d.contains("topic lab: 2 partition(s), 2 record(s)"), "{d}");
+    assert!(d.contains("retention_ms=3600000"), "{d}");
+    a.ok(&["topics", "delete", "lab"], b"");
+    assert!(a.ok(&["topics", "list"], b"").contains("no topics yet"));
+}
