@@ -13,6 +13,23 @@
 //! | [`embedded`]    | the default backend: segment files on local disk with CRC32C, group commit and crash recovery |
 //! | [`error`]       | [`LogError`]: each variant names the thing and the fix |
 //!
+//! ## Example
+//! ```
+//! use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, ReadOptions, Record, TopicConfig};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), aorta_log::LogError> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path()))?;
+//! log.create_topic("adt", TopicConfig { partitions: 3, ..TopicConfig::default() }).await?;
+//! // Keyed records go to the murmur2 partition of their key; the call returns once durable.
+//! let placed = log.produce("adt", vec![Record::new("MSH|^~\\&|...").with_key("MRN001")], 0).await?;
+//! let (partition, offset) = placed[0];
+//! let batch = log.read("adt", partition, offset, ReadOptions::default()).await?;
+//! assert_eq!(batch.records[0].record.key.as_deref(), Some(&b"MRN001"[..]));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Invariants
 //! * Offsets in a partition are dense and strictly increasing from the log start offset.
 //! * [`Log::append`] returns only after the batch is durable under the configured fsync policy
