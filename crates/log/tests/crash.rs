@@ -10,7 +10,9 @@
 //! the engine's answer to it is fdatasync before acknowledgement, which this test cannot
 //! exercise without a VM — see docs/ARCHITECTURE.md.
 
-use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, ReadOptions, Record, TopicConfig};
+use aorta_log::{
+    EmbeddedConfig, EmbeddedLog, Log, ReadOptions, Record, TopicConfig, TopicPartition,
+};
 use bytes::Bytes;
 use rand::Rng;
 use std::collections::{HashMap, HashSet};
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 const TOPIC: &str = "crash";
 const PARTITIONS: u32 = 3;
 const PRODUCERS: u32 = 8;
+const GROUP: &str = "crash-consumers";
 const TEST_NAME: &str = "every_acknowledged_record_survives_sigkill";
 
 /// The value of record `seq` of producer `producer` in child run `run`: a header that names
@@ -94,6 +97,28 @@ fn child(dir: &str, run: u32) -> ! {
                 }
             }));
         }
+        // A committer: durably commits every partition's high watermark for GROUP and prints
+        // each commit once `commit` has returned.
+        {
+            let log = log.clone();
+            let stdout = stdout.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(15)).await;
+                    let mut offsets = Vec::new();
+                    for p in 0..PARTITIONS {
+                        let hw = log.offsets(TOPIC, p).await.unwrap().high_watermark;
+                        offsets.push((TopicPartition::new(TOPIC, p), hw));
+                    }
+                    log.commit(GROUP, &offsets).await.unwrap();
+                    let list: Vec<String> = offsets.iter().map(|(_, o)| o.to_string()).collect();
+                    let line = format!("COMMIT {}\n", list.join(" "));
+                    let mut out = stdout.lock().unwrap();
+                    out.write_all(line.as_bytes()).unwrap();
+                    out.flush().unwrap();
+                }
+            }));
+        }
         for t in tasks {
             let _ = t.await;
         }
@@ -139,6 +164,9 @@ fn every_acknowledged_record_survives_sigkill() {
     let mut rng = rand::rng();
     let exe = std::env::current_exe().unwrap();
     let mut total_acks = 0usize;
+    // The last commit the child reported as done, per partition.
+    let mut committed = [0u64; PARTITIONS as usize];
+    let mut commits = 0usize;
     for run in 0..kills {
         let mut child = Command::new(&exe)
             .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
@@ -190,21 +218,32 @@ fn every_acknowledged_record_survives_sigkill() {
             }
             run_acks += 1;
         }
+        for l in lines.iter().filter(|l| l.starts_with("COMMIT ")) {
+            for (p, o) in l[7..].split(' ').enumerate() {
+                committed[p] = committed[p].max(o.parse().unwrap());
+            }
+            commits += 1;
+        }
         assert!(
             run_acks > 0,
             "run {run}: the child acknowledged nothing before it was killed"
         );
         total_acks += run_acks;
-        verify(dir.path(), &acked, &rt);
+        verify(dir.path(), &acked, &committed, &rt);
     }
     eprintln!(
-        "crash test: {kills} SIGKILLs, {total_acks} acknowledged batches, {} acknowledged records, all present",
+        "crash test: {kills} SIGKILLs, {total_acks} acknowledged batches, {} acknowledged records, all present; {commits} acknowledged commits, none lost",
         acked.len()
     );
 }
 
 /// Reopens the log after a kill and checks it against everything acknowledged so far.
-fn verify(dir: &std::path::Path, acked: &HashMap<(u32, u64), Id>, rt: &tokio::runtime::Runtime) {
+fn verify(
+    dir: &std::path::Path,
+    acked: &HashMap<(u32, u64), Id>,
+    committed: &[u64],
+    rt: &tokio::runtime::Runtime,
+) {
     rt.block_on(async {
         let log = EmbeddedLog::open(config(dir)).unwrap();
         let mut seen: HashSet<Id> = HashSet::new();
@@ -249,6 +288,20 @@ fn verify(dir: &std::path::Path, acked: &HashMap<(u32, u64), Id>, rt: &tokio::ru
                     "acknowledged record {id:?} at {ap}/{off} is missing (log ends at {from})"
                 );
             }
+            let stored = log
+                .committed(GROUP, &TopicPartition::new(TOPIC, p))
+                .await
+                .unwrap()
+                .unwrap_or(0);
+            assert!(
+                stored >= committed[p as usize],
+                "partition {p}: committed offset {} was acknowledged, the log has {stored}",
+                committed[p as usize]
+            );
+            assert!(
+                stored <= from,
+                "partition {p}: committed offset {stored} is past the end {from}"
+            );
         }
     });
 }

@@ -384,12 +384,22 @@ impl Partition {
             let result = self.sync_once();
             st = lock(&self.sync);
             st.syncing = false;
+            let mut stalled = false;
             match result {
                 Ok(Some(end)) => st.durable = st.durable.max(end),
-                Ok(None) => {}
+                // Nothing dirty yet `target` is not durable: every path that clears the dirty
+                // flag advances `durable`, so this is a broken invariant. Fail loudly rather
+                // than spin.
+                Ok(None) => stalled = st.durable < target,
                 Err(e) => st.fenced = Some(e.to_string()),
             }
             self.sync_cv.notify_all();
+            if stalled {
+                return Err(LogError::Internal(format!(
+                    "{}/{}: offset {target} is written but neither dirty nor durable (durable up to {})",
+                    self.topic, self.id, st.durable
+                )));
+            }
         }
     }
 

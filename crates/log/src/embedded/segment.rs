@@ -5,7 +5,6 @@ use super::batch::{self, BatchHeader, HEADER_LEN};
 use crate::error::LogError;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -116,10 +115,8 @@ impl Segment {
         for e in index.iter() {
             buf.extend_from_slice(&e.to_bytes());
         }
-        let ctx = || format!("writing index {}", self.index_path.display());
-        let mut f = File::create(&self.index_path).map_err(|e| LogError::io(ctx(), e))?;
-        f.write_all(&buf).map_err(|e| LogError::io(ctx(), e))?;
-        f.sync_data().map_err(|e| LogError::io(ctx(), e))
+        // Atomic replace: a crash mid-write leaves the old index or none, never a torn one.
+        super::write_atomic(&self.index_path, &buf)
     }
 
     /// Loads a closed segment's index; `None` if the file is missing or implausible for a log
