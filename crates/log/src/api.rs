@@ -14,6 +14,32 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Kafka's topic-name rules: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
+    let bad = |reason| {
+        Err(LogError::InvalidTopicName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > 249 {
+        return bad("it is longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return bad("\".\" and \"..\" are reserved");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return bad("it contains a character that is not allowed");
+    }
+    Ok(())
+}
+
 /// Per-topic settings. Every field has a default that works.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -140,6 +140,16 @@ pub enum LogError {
         /// What is wrong.
         reason: String,
     },
+    /// The backend (a Kafka cluster) refused or failed an operation.
+    #[error("{operation} failed on the {backend} backend: {reason}")]
+    Backend {
+        /// Which backend.
+        backend: &'static str,
+        /// What was being done, naming the topic/group.
+        operation: String,
+        /// The backend's own error.
+        reason: String,
+    },
     /// A backend-internal failure (a worker task panicked or a client library failed).
     #[error("internal error in the log backend: {0}")]
     Internal(String),

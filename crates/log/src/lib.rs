@@ -43,6 +43,8 @@
 //! Kafka client: the Kafka backend lives in its own crate and depends on this one.
 
 pub mod api;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod embedded;
 pub mod error;
 pub mod group;
@@ -52,7 +54,7 @@ pub mod record;
 
 pub use api::{
     AppendAck, Assignment, Log, Membership, PartitionOffsets, PartitionState, ReadBatch,
-    ReadOptions, TopicConfig, TopicDescription,
+    ReadOptions, TopicConfig, TopicDescription, validate_topic_name,
 };
 pub use embedded::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
 pub use error::LogError;

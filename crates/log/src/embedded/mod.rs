@@ -93,6 +93,7 @@ mod offsets;
 mod partition;
 mod segment;
 
+use crate::api::validate_topic_name;
 use crate::api::{
     AppendAck, Assignment, Log, Membership, PartitionOffsets, ReadBatch, ReadOptions, TopicConfig,
     TopicDescription,
@@ -292,32 +293,6 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
     std::fs::rename(&tmp, path).map_err(io_err("renaming into", path))?;
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// Kafka's topic-name rules: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
-    let bad = |reason| {
-        Err(LogError::InvalidTopicName {
-            name: name.to_string(),
-            reason,
-        })
-    };
-    if name.is_empty() {
-        return bad("it is empty");
-    }
-    if name.len() > 249 {
-        return bad("it is longer than 249 characters");
-    }
-    if name == "." || name == ".." {
-        return bad("\".\" and \"..\" are reserved");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
-        return bad("it contains a character that is not allowed");
     }
     Ok(())
 }

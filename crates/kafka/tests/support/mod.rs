@@ -1,0 +1,79 @@
+//! A real Kafka-compatible broker for tests: nisshi 0.8.1 on a free loopback port, in memory,
+//! killed when the fixture is dropped. The binary comes from `AORTA_NISSHI`, or the cache that
+//! `scripts/ensure-nisshi.sh` fills. In CI a missing broker fails the test; elsewhere it is a
+//! loud skip with the command that fixes it.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    child: Child,
+    pub bootstrap: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("AORTA_NISSHI") {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var("HOME").ok()?;
+    let cache = std::env::var("AORTA_CACHE").unwrap_or_else(|_| format!("{home}/.cache/aorta"));
+    let p = PathBuf::from(cache).join("nisshi-0.8.1/nisshi");
+    p.exists().then_some(p)
+}
+
+/// Starts a broker, or returns `None` (after saying so loudly) when none is installed outside CI.
+pub fn broker() -> Option<Broker> {
+    let Some(bin) = binary() else {
+        let msg = "no nisshi broker found: run scripts/ensure-nisshi.sh (or set AORTA_NISSHI)";
+        if std::env::var_os("CI").is_some() {
+            panic!("{msg}");
+        }
+        eprintln!("SKIPPED (not in CI): {msg}");
+        return None;
+    };
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(&bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args([
+            "--storage-engine",
+            "memory://nisshi/",
+            "--group-initial-rebalance-delay",
+            "0s",
+            "--silent",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+    let bootstrap = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&bootstrap).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nisshi did not listen on {bootstrap} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(Broker { child, bootstrap })
+}
