@@ -3,28 +3,36 @@
 //! become `anyhow` only here.
 
 mod cmd;
+mod config;
 
 use anyhow::Context;
-use aorta_log::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
+use aorta_kafka::{KafkaConfig, KafkaLog};
+use aorta_log::{EmbeddedLog, FsyncPolicy, Log};
 use clap::{Parser, Subcommand, ValueEnum};
+use config::{Backend, Config};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Aorta: the event hub for healthcare data. Durable topics on local disk by default.
 #[derive(Parser, Debug)]
 #[command(name = "aorta", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Where the embedded log keeps its data.
-    #[arg(
-        long,
-        global = true,
-        env = "AORTA_DATA_DIR",
-        default_value = "./aorta-data"
-    )]
-    data_dir: PathBuf,
+    /// Config file (TOML); flags and environment variables override it.
+    #[arg(long, global = true, env = "AORTA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the embedded log keeps its data [default: ./aorta-data].
+    #[arg(long, global = true, env = "AORTA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// When appends reach disk: always (default; ack after fdatasync), interval:<ms>, never.
-    #[arg(long, global = true, env = "AORTA_FSYNC", default_value = "always")]
-    fsync: FsyncPolicy,
+    #[arg(long, global = true, env = "AORTA_FSYNC")]
+    fsync: Option<FsyncPolicy>,
+    /// Use a Kafka cluster instead of the embedded log: bootstrap servers host:port[,host:port].
+    #[arg(long, global = true, env = "AORTA_KAFKA", value_name = "BOOTSTRAP")]
+    kafka: Option<String>,
+    /// librdkafka property KEY=VALUE for the Kafka backend (security.protocol, sasl.*, ssl.*); repeatable.
+    #[arg(long = "kafka-property", global = true, value_name = "KEY=VALUE")]
+    kafka_properties: Vec<String>,
     /// Format of diagnostic logs on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -70,35 +78,76 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-/// Opens the log the command line points at.
-pub fn open_log(cli_data_dir: &std::path::Path, fsync: FsyncPolicy) -> anyhow::Result<EmbeddedLog> {
-    let config = EmbeddedConfig {
-        fsync,
-        ..EmbeddedConfig::new(cli_data_dir)
-    };
-    EmbeddedLog::open(config)
-        .with_context(|| format!("opening the log in {}", cli_data_dir.display()))
+/// The log settings after merging flags, environment and the config file.
+struct Resolved {
+    config: Config,
+}
+
+impl Resolved {
+    fn new(cli: &Cli) -> anyhow::Result<Resolved> {
+        let mut config = match &cli.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        if let Some(d) = &cli.data_dir {
+            config.log.embedded.data_dir = d.clone();
+        }
+        if let Some(f) = cli.fsync {
+            config.log.embedded.fsync = f;
+        }
+        if let Some(b) = &cli.kafka {
+            let k = config.log.kafka.get_or_insert_with(KafkaConfig::default);
+            k.bootstrap = b.clone();
+            config.log.backend = Backend::Kafka;
+        }
+        for p in &cli.kafka_properties {
+            let Some((k, v)) = p.split_once('=') else {
+                anyhow::bail!("--kafka-property {p:?} must look like KEY=VALUE");
+            };
+            let kafka = config.log.kafka.get_or_insert_with(KafkaConfig::default);
+            kafka.properties.insert(k.to_string(), v.to_string());
+        }
+        Ok(Resolved { config })
+    }
+
+    fn data_dir(&self) -> &std::path::Path {
+        &self.config.log.embedded.data_dir
+    }
+
+    /// Opens the configured backend.
+    async fn open(&self) -> anyhow::Result<Arc<dyn Log>> {
+        let log = &self.config.log;
+        match log.backend {
+            Backend::Embedded => {
+                let dir = &log.embedded.data_dir;
+                let l = EmbeddedLog::open(log.embedded.clone())
+                    .with_context(|| format!("opening the log in {}", dir.display()))?;
+                Ok(Arc::new(l))
+            }
+            Backend::Kafka => {
+                let Some(k) = &log.kafka else {
+                    anyhow::bail!(
+                        "backend = \"kafka\" needs [log.kafka] bootstrap = \"host:port\" in the config, or --kafka host:port"
+                    );
+                };
+                Ok(Arc::new(KafkaLog::connect(k.clone()).await?))
+            }
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let resolved = Resolved::new(&cli)?;
     match cli.command {
         Command::Topics { action } => {
-            let log = open_log(&cli.data_dir, cli.fsync)?;
-            cmd::topics::run(&log, action).await
+            cmd::topics::run(resolved.open().await?.as_ref(), action).await
         }
-        Command::Produce(args) => {
-            let log = open_log(&cli.data_dir, cli.fsync)?;
-            cmd::produce::run(&log, args).await
+        Command::Produce(args) => cmd::produce::run(resolved.open().await?.as_ref(), args).await,
+        Command::Consume(args) => cmd::consume::run(resolved.open().await?.as_ref(), args).await,
+        Command::Demo(args) => cmd::demo::run(resolved.open().await?.as_ref(), args).await,
+        Command::Bench { what } => {
+            cmd::bench::run(what, resolved.data_dir(), resolved.config.log.kafka.clone()).await
         }
-        Command::Consume(args) => {
-            let log = open_log(&cli.data_dir, cli.fsync)?;
-            cmd::consume::run(&log, args).await
-        }
-        Command::Demo(args) => {
-            let log = open_log(&cli.data_dir, cli.fsync)?;
-            cmd::demo::run(&log, args).await
-        }
-        Command::Bench { what } => cmd::bench::run(what, &cli.data_dir).await,
     }
 }
 

@@ -33,6 +33,7 @@ use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -115,17 +116,42 @@ fn code(e: &KafkaError) -> Option<RDKafkaErrorCode> {
     e.rdkafka_error_code()
 }
 
-/// A consumer positioned on one partition, reused while reads continue where the last ended.
-struct Reader {
-    consumer: BaseConsumer,
-    /// Next offset this consumer will deliver, if positioned.
-    position: Option<u64>,
-    log_start: u64,
-    high_watermark: u64,
-    used: Instant,
+/// Reader clients turn on partition-EOF events; they are the normal "caught up" signal, not
+/// errors, so this context keeps them out of the error log.
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+        if !eof {
+            warn!(error = %error, reason, "kafka reader client error");
+        }
+    }
 }
 
-/// A reader shared by concurrent `read` calls on the same partition.
+impl ConsumerContext for ReaderContext {}
+
+/// One reader client per topic: a single consumer (one fetch session for all its partitions),
+/// whose messages are split into a queue per partition.
+struct TopicReader {
+    consumer: Arc<BaseConsumer<ReaderContext>>,
+    partitions: Mutex<HashMap<u32, SharedReader>>,
+    used: Mutex<Instant>,
+}
+
+/// A partition's queue and where it stands, reused while reads continue where the last ended.
+struct Reader {
+    queue: PartitionQueue<ReaderContext>,
+    /// Next offset the queue will deliver, if positioned.
+    position: Option<u64>,
+    /// Whether the partition is in the consumer's assignment.
+    assigned: bool,
+    log_start: u64,
+    high_watermark: u64,
+}
+
+/// A partition reader shared by concurrent `read` calls on the same partition.
 type SharedReader = Arc<Mutex<Reader>>;
 
 struct GroupContext {
@@ -176,7 +202,7 @@ struct Inner {
     admin: AdminClient<DefaultClientContext>,
     /// Metadata and watermark queries.
     meta: BaseConsumer,
-    readers: Mutex<HashMap<(String, u32), SharedReader>>,
+    readers: Mutex<HashMap<String, Arc<TopicReader>>>,
     members: Mutex<HashMap<String, Weak<Member>>>,
 }
 
@@ -326,22 +352,22 @@ impl Inner {
         })
     }
 
-    fn reader(&self, topic: &str, partition: u32) -> Result<SharedReader, LogError> {
+    fn topic_reader(&self, topic: &str) -> Result<Arc<TopicReader>, LogError> {
         let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = readers.get(&(topic.to_string(), partition)) {
+        if let Some(r) = readers.get(topic) {
+            *r.used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
             return Ok(r.clone());
         }
         if readers.len() >= self.config.max_readers.max(1) {
             let oldest = readers
                 .iter()
-                .filter_map(|(k, r)| r.try_lock().ok().map(|g| (k.clone(), g.used)))
-                .min_by_key(|(_, used)| *used)
-                .map(|(k, _)| k);
+                .min_by_key(|(_, r)| *r.used.lock().unwrap_or_else(|e| e.into_inner()))
+                .map(|(k, _)| k.clone());
             if let Some(k) = oldest {
                 readers.remove(&k);
             }
         }
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<ReaderContext> = self
             .config
             .client()
             .set("group.id", "aorta-reader")
@@ -349,17 +375,49 @@ impl Inner {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "error")
             .set("enable.partition.eof", "true")
-            .create()
+            .create_with_context(ReaderContext)
             .map_err(|e| backend_err("creating a reader", e))?;
+        let r = Arc::new(TopicReader {
+            consumer: Arc::new(consumer),
+            partitions: Mutex::new(HashMap::new()),
+            used: Mutex::new(Instant::now()),
+        });
+        readers.insert(topic.to_string(), r.clone());
+        Ok(r)
+    }
+
+    fn reader(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<(Arc<TopicReader>, SharedReader), LogError> {
+        let t = self.topic_reader(topic)?;
+        let mut parts = t.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = parts.get(&partition) {
+            let r = r.clone();
+            drop(parts);
+            return Ok((t, r));
+        }
+        // Split the queue before the partition is assigned, so no message lands elsewhere.
+        let queue = t
+            .consumer
+            .split_partition_queue(topic, partition as i32)
+            .ok_or_else(|| {
+                backend_err(
+                    format!("reading {topic}/{partition}"),
+                    "librdkafka gave no partition queue",
+                )
+            })?;
         let r = Arc::new(Mutex::new(Reader {
-            consumer,
+            queue,
             position: None,
+            assigned: false,
             log_start: 0,
             high_watermark: 0,
-            used: Instant::now(),
         }));
-        readers.insert((topic.to_string(), partition), r.clone());
-        Ok(r)
+        parts.insert(partition, r.clone());
+        drop(parts);
+        Ok((t, r))
     }
 
     fn read(
@@ -369,9 +427,8 @@ impl Inner {
         from: u64,
         options: ReadOptions,
     ) -> Result<ReadBatch, LogError> {
-        let reader = self.reader(topic, partition)?;
+        let (topic_reader, reader) = self.reader(topic, partition)?;
         let mut r = reader.lock().unwrap_or_else(|e| e.into_inner());
-        r.used = Instant::now();
         let out_of_range = |lo: u64, hi: u64| LogError::OffsetOutOfRange {
             topic: topic.into(),
             partition,
@@ -397,14 +454,26 @@ impl Inner {
             return Ok(batch);
         }
         if r.position != Some(from) {
+            let consumer = &topic_reader.consumer;
+            let position_err = |e: KafkaError| {
+                backend_err(format!("positioning a reader on {topic}/{partition}"), e)
+            };
+            if r.assigned {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(topic, partition as i32);
+                consumer.incremental_unassign(&tpl).map_err(position_err)?;
+                r.assigned = false;
+            }
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(topic, partition as i32, Offset::Offset(from as i64))
-                .map_err(|e| backend_err("positioning a reader", e))?;
-            r.consumer
-                .assign(&tpl)
-                .map_err(|e| backend_err("positioning a reader", e))?;
+                .map_err(position_err)?;
+            consumer.incremental_assign(&tpl).map_err(position_err)?;
+            r.assigned = true;
             r.position = Some(from);
         }
+        // Serve the shared consumer's own queue (client-level events); messages arrive on the
+        // partition queues.
+        let _ = topic_reader.consumer.poll(Duration::ZERO);
         let deadline = Instant::now()
             + if at_end {
                 options.max_wait
@@ -423,7 +492,7 @@ impl Inner {
             } else {
                 Duration::ZERO
             };
-            match r.consumer.poll(wait) {
+            match r.queue.poll(wait) {
                 Some(Ok(m)) => {
                     let offset = m.offset().max(0) as u64;
                     if offset < from {
@@ -497,6 +566,10 @@ impl Inner {
     }
 
     fn commit(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<(), LogError> {
+        if offsets.is_empty() {
+            // librdkafka reads an empty list as "commit what you stored", which we never use.
+            return Ok(());
+        }
         let mut tpl = TopicPartitionList::new();
         for (tp, o) in offsets {
             self.check_partition(&tp.topic, tp.partition)?;
@@ -633,7 +706,7 @@ impl Log for KafkaLog {
             .readers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(t, _), _| t != name);
+            .remove(name);
         Ok(())
     }
 

@@ -1,7 +1,5 @@
 //! The backend conformance suite on a real Kafka-compatible broker (nisshi).
 
-mod support;
-
 use aorta_kafka::{KafkaConfig, KafkaLog};
 use aorta_log::Log;
 use aorta_log::conformance::{self, Harness};
@@ -9,7 +7,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 struct Kafka {
-    _broker: support::Broker,
+    _broker: aorta_testkit::Broker,
     config: KafkaConfig,
 }
 
@@ -25,7 +23,7 @@ impl Harness for Kafka {
 }
 
 fn harness() -> Option<Kafka> {
-    let broker = support::broker()?;
+    let broker = aorta_testkit::broker()?;
     let config = KafkaConfig {
         replication_factor: 1,
         session_timeout_ms: 6_000,

@@ -13,6 +13,8 @@ use std::time::Instant;
 pub enum BenchCmd {
     /// Durable append (1/8/64 producers, 200 B and 1.5 KB records) and warm read throughput.
     Log(LogBenchArgs),
+    /// Produce/consume through Aorta's Kafka backend vs raw rdkafka (needs --kafka).
+    Kafka(super::bench_kafka::KafkaBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -178,8 +180,15 @@ async fn read_run(log: &EmbeddedLog) -> anyhow::Result<(f64, f64)> {
     Ok((bytes as f64 / MIB / secs, records as f64 / secs))
 }
 
-pub async fn run(cmd: BenchCmd, data_dir: &Path) -> anyhow::Result<()> {
-    let BenchCmd::Log(args) = cmd;
+pub async fn run(
+    cmd: BenchCmd,
+    data_dir: &Path,
+    kafka: Option<aorta_kafka::KafkaConfig>,
+) -> anyhow::Result<()> {
+    let args = match cmd {
+        BenchCmd::Log(args) => args,
+        BenchCmd::Kafka(args) => return super::bench_kafka::run(args, kafka).await,
+    };
     anyhow::ensure!(
         args.mib > 0 && args.batch_bytes > 0,
         "--mib and --batch-bytes must be positive"

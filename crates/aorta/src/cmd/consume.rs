@@ -1,7 +1,9 @@
 //! `aorta consume`: print records as text or JSON lines, optionally as a consumer group.
 
 use anyhow::bail;
-use aorta_log::{ConsumedRecord, Log, LogError, ReadBatch, ReadOptions, TopicPartition};
+use aorta_log::{
+    ConsumedRecord, Log, LogError, Membership, ReadBatch, ReadOptions, TopicPartition,
+};
 use base64::Engine;
 use clap::{Args, ValueEnum};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -138,11 +140,37 @@ fn emit(
     }
 }
 
+/// Where to start reading a partition: an explicit offset, else the group's committed offset,
+/// else the beginning (`--from-beginning`) or the end.
+async fn start_offset(log: &dyn Log, args: &ConsumeArgs, p: u32) -> anyhow::Result<u64> {
+    let topic = args.topic.as_str();
+    let range = log.offsets(topic, p).await?;
+    let committed = match &args.group {
+        Some(g) => log.committed(g, &TopicPartition::new(topic, p)).await?,
+        None => None,
+    };
+    Ok(match (args.offset, committed) {
+        (Some(o), _) => o,
+        (None, Some(c)) => c.clamp(range.log_start, range.high_watermark),
+        (None, None) if args.from_beginning => range.log_start,
+        (None, None) => range.high_watermark,
+    })
+}
+
+fn assigned(m: &Membership, topic: &str) -> Vec<u32> {
+    m.assignment()
+        .partitions
+        .iter()
+        .filter(|tp| tp.topic == topic)
+        .map(|tp| tp.partition)
+        .collect()
+}
+
 pub async fn run(log: &dyn Log, args: ConsumeArgs) -> anyhow::Result<()> {
     let topic = args.topic.as_str();
     let desc = log.describe_topic(topic).await?;
     let count = desc.partitions.len() as u32;
-    let membership = match (&args.group, args.partition) {
+    let mut membership = match (&args.group, args.partition) {
         (Some(g), None) => Some(log.join_group(g, &[topic.to_string()]).await?),
         _ => None,
     };
@@ -151,85 +179,104 @@ pub async fn run(log: &dyn Log, args: ConsumeArgs) -> anyhow::Result<()> {
             bail!("topic \"{topic}\" has {count} partition(s); partition {p} does not exist")
         }
         (Some(p), _) => vec![p],
-        (None, Some(m)) => m
-            .assignment()
-            .partitions
-            .iter()
-            .filter(|tp| tp.topic == topic)
-            .map(|tp| tp.partition)
-            .collect(),
+        (None, Some(m)) => assigned(m, topic),
         (None, None) => (0..count).collect(),
     };
     let mut position: BTreeMap<u32, u64> = BTreeMap::new();
-    for &p in &partitions {
-        let range = log.offsets(topic, p).await?;
-        let committed = match &args.group {
-            Some(g) => log.committed(g, &TopicPartition::new(topic, p)).await?,
-            None => None,
-        };
-        let start = match (args.offset, committed) {
-            (Some(o), _) => o,
-            (None, Some(c)) => c.clamp(range.log_start, range.high_watermark),
-            (None, None) if args.from_beginning => range.log_start,
-            (None, None) => range.high_watermark,
-        };
-        position.insert(p, start);
+    for p in partitions {
+        position.insert(p, start_offset(log, &args, p).await?);
     }
     let wait = if args.follow {
         Duration::from_secs(1)
     } else {
         Duration::ZERO
     };
-    let mut pending: FuturesUnordered<ReadFuture<'_>> = position
-        .iter()
-        .map(|(&p, &from)| read_at(log, topic, p, from, wait))
-        .collect();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut printed = 0u64;
     let mut last_commit = Instant::now();
     let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
-    let mut open = true;
-    while open {
-        let next = tokio::select! {
-            n = pending.next() => n,
-            _ = &mut ctrl_c => None,
-        };
-        let Some((p, from, result)) = next else { break };
-        let batch = result?;
-        let mut records = batch.records;
-        if let Some(max) = args.max_records {
-            records.truncate((max - printed) as usize);
-        }
-        if !records.is_empty() {
-            position.insert(p, batch_next(&records));
-            printed += records.len() as u64;
-            open = emit(&mut out, args.format, topic, p, &records)?;
-        }
-        if args.max_records.is_some_and(|m| printed >= m) {
-            break;
-        }
-        if let Some(g) = &args.group
-            && last_commit.elapsed() >= Duration::from_secs(1)
-        {
-            commit(log, g, topic, &position).await?;
-            last_commit = Instant::now();
-        }
-        let got_some = !records.is_empty();
-        if args.follow || got_some {
-            pending.push(read_at(
-                log,
-                topic,
-                p,
-                if got_some { batch_next(&records) } else { from },
-                wait,
-            ));
+    // Each pass reads the current assignment; a rebalance (follow mode) starts a new pass.
+    'passes: loop {
+        let mut pending: FuturesUnordered<ReadFuture<'_>> = position
+            .iter()
+            .map(|(&p, &from)| read_at(log, topic, p, from, wait))
+            .collect();
+        loop {
+            // With nothing assigned (a rebalance can leave a member idle), a follower waits for
+            // the next assignment instead of treating "no reads in flight" as the end.
+            let idle = pending.is_empty();
+            if idle && !(args.follow && membership.is_some()) {
+                break 'passes;
+            }
+            let rebalance = async {
+                match (&mut membership, args.follow) {
+                    (Some(m), true) => m.changed().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let next = tokio::select! {
+                n = pending.next(), if !idle => n,
+                a = rebalance => {
+                    a?;
+                    let Some(m) = &membership else { unreachable!("rebalance without membership") };
+                    let now = assigned(m, topic);
+                    if let Some(g) = &args.group {
+                        commit_in_flight(log, g, topic, &position).await;
+                        last_commit = Instant::now();
+                    }
+                    position.retain(|p, _| now.contains(p));
+                    for p in now {
+                        if let std::collections::btree_map::Entry::Vacant(slot) = position.entry(p) {
+                            slot.insert(start_offset(log, &args, p).await?);
+                        }
+                    }
+                    tracing::info!(partitions = ?position.keys().collect::<Vec<_>>(), "rebalanced");
+                    continue 'passes;
+                }
+                _ = &mut ctrl_c => None,
+            };
+            let Some((p, from, result)) = next else {
+                break 'passes;
+            };
+            let batch = result?;
+            let mut records = batch.records;
+            if let Some(max) = args.max_records {
+                records.truncate((max - printed) as usize);
+            }
+            if !records.is_empty() {
+                position.insert(p, batch_next(&records));
+                printed += records.len() as u64;
+                if !emit(&mut out, args.format, topic, p, &records)? {
+                    break 'passes;
+                }
+            }
+            if args.max_records.is_some_and(|m| printed >= m) {
+                break 'passes;
+            }
+            if let Some(g) = &args.group
+                && last_commit.elapsed() >= Duration::from_secs(1)
+            {
+                commit_in_flight(log, g, topic, &position).await;
+                last_commit = Instant::now();
+            }
+            let got_some = !records.is_empty();
+            if args.follow || got_some {
+                pending.push(read_at(
+                    log,
+                    topic,
+                    p,
+                    if got_some { batch_next(&records) } else { from },
+                    wait,
+                ));
+            }
         }
     }
     drop(out);
     if let Some(g) = &args.group {
         commit(log, g, topic, &position).await?;
     }
+    drop(membership);
     if printed == 0
         && !args.follow
         && !args.from_beginning
@@ -245,6 +292,14 @@ pub async fn run(log: &dyn Log, args: ConsumeArgs) -> anyhow::Result<()> {
 
 fn batch_next(records: &[ConsumedRecord]) -> u64 {
     records.last().map_or(0, |r| r.offset + 1)
+}
+
+/// A periodic or rebalance-time commit. Its failure (e.g. refused during a rebalance) costs at
+/// most reprocessing after a restart, which at-least-once allows; so warn and keep consuming.
+async fn commit_in_flight(log: &dyn Log, group: &str, topic: &str, position: &BTreeMap<u32, u64>) {
+    if let Err(e) = commit(log, group, topic, position).await {
+        tracing::warn!(error = %format!("{e:#}"), "offset commit failed; will retry at the next commit");
+    }
 }
 
 async fn commit(

@@ -1,6 +1,7 @@
 //! One module per top-level command.
 
 pub mod bench;
+pub mod bench_kafka;
 pub mod consume;
 pub mod demo;
 pub mod produce;

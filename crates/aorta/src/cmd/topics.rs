@@ -54,6 +54,15 @@ fn records(t: &TopicDescription) -> u64 {
         .sum()
 }
 
+/// Sizes are known on the embedded log only; Kafka brokers do not report them to clients.
+fn size_of(log: &dyn Log, bytes: u64) -> String {
+    if log.backend() == "embedded" {
+        human_bytes(bytes)
+    } else {
+        "n/a".into()
+    }
+}
+
 pub async fn run(log: &dyn Log, cmd: TopicsCmd) -> anyhow::Result<()> {
     match cmd {
         TopicsCmd::Create {
@@ -100,7 +109,7 @@ pub async fn run(log: &dyn Log, cmd: TopicsCmd) -> anyhow::Result<()> {
                         t.name,
                         t.partitions.len(),
                         records(t),
-                        human_bytes(size)
+                        size_of(log, size)
                     );
                 }
             }
@@ -117,12 +126,19 @@ pub async fn run(log: &dyn Log, cmd: TopicsCmd) -> anyhow::Result<()> {
                     t.partitions.len(),
                     records(&t)
                 );
-                println!(
-                    "  segment_bytes={} retention_ms={} retention_bytes={}",
-                    c.segment_bytes,
-                    c.retention_ms.map_or("none".into(), |v| v.to_string()),
-                    c.retention_bytes.map_or("none".into(), |v| v.to_string()),
-                );
+                if log.backend() == "embedded" {
+                    println!(
+                        "  segment_bytes={} retention_ms={} retention_bytes={}",
+                        c.segment_bytes,
+                        c.retention_ms.map_or("none".into(), |v| v.to_string()),
+                        c.retention_bytes.map_or("none".into(), |v| v.to_string()),
+                    );
+                } else {
+                    println!(
+                        "  retention and segment settings are the {} cluster's topic config",
+                        log.backend()
+                    );
+                }
                 println!(
                     "  {:>9} {:>12} {:>14} {:>10} {:>8}",
                     "PARTITION", "LOG_START", "HIGH_WATERMARK", "SIZE", "SEGMENTS"
@@ -133,8 +149,12 @@ pub async fn run(log: &dyn Log, cmd: TopicsCmd) -> anyhow::Result<()> {
                         p.partition,
                         p.log_start,
                         p.high_watermark,
-                        human_bytes(p.size_bytes),
-                        p.segments
+                        size_of(log, p.size_bytes),
+                        if log.backend() == "embedded" {
+                            p.segments.to_string()
+                        } else {
+                            "n/a".into()
+                        }
                     );
                 }
             }

@@ -1,3 +1,5 @@
+//! # aorta-testkit — shared test fixtures (never a runtime dependency)
+//!
 //! A real Kafka-compatible broker for tests: nisshi 0.8.1 on a free loopback port, in memory,
 //! killed when the fixture is dropped. The binary comes from `AORTA_NISSHI`, or the cache that
 //! `scripts/ensure-nisshi.sh` fills. In CI a missing broker fails the test; elsewhere it is a
@@ -8,8 +10,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A running broker; killed on drop.
 pub struct Broker {
     child: Child,
+    /// `127.0.0.1:PORT`.
     pub bootstrap: String,
 }
 

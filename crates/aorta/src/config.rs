@@ -1,0 +1,106 @@
+//! `aorta.toml`: one documented file, every key optional with a working default, unknown keys
+//! rejected with their path. Command-line flags and environment variables override it.
+//!
+//! ```toml
+//! [log]
+//! backend = "embedded"          # or "kafka"
+//!
+//! [log.embedded]
+//! data_dir = "./aorta-data"
+//! fsync = "always"              # "interval:100", "never"
+//! [log.embedded.limits]
+//! max_record_bytes = 8388608
+//!
+//! [log.kafka]
+//! bootstrap = "broker1:9092,broker2:9092"
+//! replication_factor = 3
+//! [log.kafka.properties]        # passed to librdkafka as-is
+//! "security.protocol" = "SASL_SSL"
+//! "sasl.mechanism" = "SCRAM-SHA-512"
+//! ```
+
+use anyhow::Context;
+use aorta_kafka::KafkaConfig;
+use aorta_log::EmbeddedConfig;
+use serde::Deserialize;
+use std::path::Path;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where records live.
+    pub log: LogConfig,
+}
+
+/// Which backend, and each backend's settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `embedded` (default) or `kafka`.
+    pub backend: Backend,
+    /// Settings of the embedded log.
+    pub embedded: EmbeddedConfig,
+    /// Settings of the Kafka backend (needed when `backend = "kafka"`).
+    pub kafka: Option<KafkaConfig>,
+}
+
+/// The log backends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Segment files on local disk.
+    #[default]
+    Embedded,
+    /// A Kafka-compatible cluster.
+    Kafka,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config {} is not valid", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_optional() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.log.backend, Backend::Embedded);
+        assert_eq!(
+            c.log.embedded.data_dir,
+            std::path::PathBuf::from("./aorta-data")
+        );
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("config.rs");
+        let example: String = doc
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").trim_start().to_string() + "\n")
+            .collect();
+        let c: Config = toml::from_str(&example).unwrap();
+        assert_eq!(c.log.embedded.fsync, aorta_log::FsyncPolicy::Always);
+        let k = c.log.kafka.unwrap();
+        assert_eq!(k.replication_factor, 3);
+        assert_eq!(k.properties["security.protocol"], "SASL_SSL");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_path() {
+        let err = toml::from_str::<Config>("[log.embedded]\nfsinc = \"always\"\n").unwrap_err();
+        assert!(err.to_string().contains("fsinc"), "{err}");
+        let err = toml::from_str::<Config>("[log]\nbackend = \"pulsar\"\n").unwrap_err();
+        assert!(err.to_string().contains("pulsar"), "{err}");
+    }
+}
