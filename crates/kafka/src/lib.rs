@@ -471,9 +471,16 @@ impl Inner {
             r.assigned = true;
             r.position = Some(from);
         }
-        // Serve the shared consumer's own queue (client-level events); messages arrive on the
-        // partition queues.
-        let _ = topic_reader.consumer.poll(Duration::ZERO);
+        // Serve the shared consumer's own queue (client-level events; messages arrive on the
+        // partition queues). An out-of-range error may surface there rather than on the
+        // partition queue: report it instead of waiting out the timeout.
+        if let Some(Err(e)) = topic_reader.consumer.poll(Duration::ZERO)
+            && code(&e) == Some(RDKafkaErrorCode::OffsetOutOfRange)
+        {
+            r.position = None;
+            let (lo, hi) = self.watermarks(topic, partition)?;
+            return Err(out_of_range(lo, hi));
+        }
         let deadline = Instant::now()
             + if at_end {
                 options.max_wait
