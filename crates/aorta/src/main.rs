@@ -57,6 +57,11 @@ enum Command {
     Produce(cmd::produce::ProduceArgs),
     /// Print records of a topic as text or JSON lines.
     Consume(cmd::consume::ConsumeArgs),
+    /// Inspect HL7 v2 files: parse to a tree or JSON, validate strictly.
+    Hl7 {
+        #[command(subcommand)]
+        action: cmd::hl7::Hl7Cmd,
+    },
     /// Run Aorta's main job on the embedded log (for now: an HL7 round trip; see README).
     Demo(cmd::demo::DemoArgs),
     /// Benchmarks that print ratios against a baseline measured in the same run.
@@ -144,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Produce(args) => cmd::produce::run(resolved.open().await?.as_ref(), args).await,
         Command::Consume(args) => cmd::consume::run(resolved.open().await?.as_ref(), args).await,
+        Command::Hl7 { action } => cmd::hl7::run(action),
         Command::Demo(args) => cmd::demo::run(resolved.open().await?.as_ref(), args).await,
         Command::Bench { what } => {
             cmd::bench::run(what, resolved.data_dir(), resolved.config.log.kafka.clone()).await

@@ -260,3 +260,72 @@ fn topics_describe_and_delete() {
     a.ok(&["topics", "delete", "lab"], b"");
     assert!(a.ok(&["topics", "list"], b"").contains("no topics yet"));
 }
+
+#[test]
+fn hl7_parse_prints_a_tree_and_json_with_decoded_values() {
+    let a = Aorta::new();
+    let f = a.dir.path().join("adt.hl7");
+    std::fs::write(&f, b"MSH|^~\\&|ADT1|GOOD HEALTH|AORTA|AORTA|20260101||ADT^A01|MSG1|P|2.5.1\rPID|1||111^^^GHH^MR~222^^^SSA^SS||Smith \\T\\ Sons^Anna\r").unwrap();
+    let tree = a.ok(&["hl7", "parse", f.to_str().unwrap()], b"");
+    assert!(
+        tree.contains("message 1: ADT^A01 control id MSG1, 2 segments"),
+        "{tree}"
+    );
+    assert!(tree.contains("PID-3[2].4  SSA"), "{tree}");
+    assert!(tree.contains("PID-5.1  Smith & Sons"), "{tree}");
+    let json: serde_json::Value = serde_json::from_str(
+        a.ok(
+            &["hl7", "parse", "--json", "-"],
+            &std::fs::read(&f).unwrap(),
+        )
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(json["segments"][1]["id"], "PID");
+    assert_eq!(
+        json["segments"][1]["fields"][2][1][3][0], "SSA",
+        "PID-3, repetition 2, component 4"
+    );
+    assert_eq!(json["segments"][1]["fields"][4][0][0][0], "Smith & Sons");
+    assert_eq!(
+        json["segments"][0]["fields"][1][0][0][0], "^~\\&",
+        "MSH-2 kept whole"
+    );
+}
+
+#[test]
+fn hl7_validate_lists_every_problem_and_fails() {
+    let a = Aorta::new();
+    let good = a.dir.path().join("good.hl7");
+    std::fs::write(
+        &good,
+        b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5.1\rPID|1||123\r",
+    )
+    .unwrap();
+    let bad = a.dir.path().join("bad.hl7");
+    std::fs::write(
+        &bad,
+        b"MSH|^~\\&|A|B|C|D|20260101||ADT|||2.5.1\rPID|1||open \\T\r",
+    )
+    .unwrap();
+    let out = a.run(&["hl7", "validate", good.to_str().unwrap()], b"");
+    assert!(out.status.success());
+    let out = a.run(
+        &[
+            "hl7",
+            "validate",
+            good.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bad.hl7: message 1: MSH-9"), "{text}");
+    assert!(text.contains("MSH-10"), "{text}");
+    assert!(
+        text.contains("PID-3: an escape sequence is not closed"),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 problem(s) in 2 file(s)"));
+}

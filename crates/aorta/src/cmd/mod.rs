@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_kafka;
 pub mod consume;
 pub mod demo;
+pub mod hl7;
 pub mod produce;
 pub mod topics;
 
