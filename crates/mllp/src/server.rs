@@ -116,20 +116,23 @@ pub struct Stats {
     pub junk_bytes: AtomicU64,
 }
 
+/// (sender MSH-3|MSH-4, control id MSH-10).
+type DedupeKey = (Vec<u8>, Vec<u8>);
+
 struct Dedupe {
     window: Duration,
     capacity: usize,
-    seen: HashMap<(Vec<u8>, Vec<u8>), Instant>,
-    order: VecDeque<((Vec<u8>, Vec<u8>), Instant)>,
+    seen: HashMap<DedupeKey, Instant>,
+    order: VecDeque<(DedupeKey, Instant)>,
 }
 
 impl Dedupe {
-    fn is_duplicate(&mut self, key: &(Vec<u8>, Vec<u8>)) -> bool {
+    fn is_duplicate(&mut self, key: &DedupeKey) -> bool {
         self.expire();
         self.seen.contains_key(key)
     }
 
-    fn remember(&mut self, key: (Vec<u8>, Vec<u8>)) {
+    fn remember(&mut self, key: DedupeKey) {
         if self.window.is_zero() {
             return;
         }
