@@ -17,6 +17,11 @@
 //! [log.kafka.properties]        # passed to librdkafka as-is
 //! "security.protocol" = "SASL_SSL"
 //! "sasl.mechanism" = "SCRAM-SHA-512"
+//!
+//! [[sources.mllp]]               # aorta serve: HL7 v2 over MLLP
+//! listen = "0.0.0.0:2575"
+//! topic = "hl7.inbound"
+//! dead_letter_topic = "hl7.dlq"
 //! ```
 
 use anyhow::Context;
@@ -31,6 +36,17 @@ use std::path::Path;
 pub struct Config {
     /// Where records live.
     pub log: LogConfig,
+    /// What `aorta serve` listens to.
+    pub sources: SourcesConfig,
+}
+
+/// Ingest sources for `aorta serve`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourcesConfig {
+    /// HL7 v2 over MLLP listeners (`[[sources.mllp]]`). None configured: one on
+    /// 127.0.0.1:2575 into topic `hl7.inbound`.
+    pub mllp: Vec<aorta_mllp::MllpSourceConfig>,
 }
 
 /// Which backend, and each backend's settings.
@@ -94,6 +110,11 @@ mod tests {
         let k = c.log.kafka.unwrap();
         assert_eq!(k.replication_factor, 3);
         assert_eq!(k.properties["security.protocol"], "SASL_SSL");
+        assert_eq!(c.sources.mllp[0].listen, "0.0.0.0:2575");
+        assert_eq!(
+            c.sources.mllp[0].max_connections, 256,
+            "unset keys keep their defaults"
+        );
     }
 
     #[test]

@@ -57,7 +57,9 @@ enum Command {
     Produce(cmd::produce::ProduceArgs),
     /// Print records of a topic as text or JSON lines.
     Consume(cmd::consume::ConsumeArgs),
-    /// Inspect HL7 v2 files: parse to a tree or JSON, validate strictly.
+    /// Run the configured sources (HL7 v2 over MLLP) into the log until SIGTERM/Ctrl-C.
+    Serve,
+    /// Inspect HL7 v2 files (parse, validate) and send them over MLLP.
     Hl7 {
         #[command(subcommand)]
         action: cmd::hl7::Hl7Cmd,
@@ -149,7 +151,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Produce(args) => cmd::produce::run(resolved.open().await?.as_ref(), args).await,
         Command::Consume(args) => cmd::consume::run(resolved.open().await?.as_ref(), args).await,
-        Command::Hl7 { action } => cmd::hl7::run(action),
+        Command::Hl7 { action } => cmd::hl7::run(action).await,
+        Command::Serve => cmd::serve::run(resolved.open().await?, &resolved.config).await,
         Command::Demo(args) => cmd::demo::run(resolved.open().await?.as_ref(), args).await,
         Command::Bench { what } => {
             cmd::bench::run(what, resolved.data_dir(), resolved.config.log.kafka.clone()).await

@@ -9,10 +9,11 @@
 //! 1. parse leniently; a message whose MSH cannot be read, whose MSH-9/MSH-12 are unusable or
 //!    whose MSH-10 is empty is **rejected** (AR + ERR with an HL7 table 0357 code) and written
 //!    to the dead-letter topic with the reason in the `aorta.reject.reason` header;
-//! 2. a duplicate (same sender MSH-3/MSH-4 and MSH-10 within `dedupe_window_secs`, in this
-//!    process) is acknowledged AA but not appended again — the sender resent because our ACK
-//!    was lost. The window lives in memory: after a restart, a resend is appended again
-//!    (at-least-once);
+//! 2. a resend — same sender (MSH-3/MSH-4), same MSH-10 **and the same bytes** within
+//!    `dedupe_window_secs`, in this process — is acknowledged AA but not appended again: the
+//!    sender resent because our ACK was lost. A reused MSH-10 with different content is a
+//!    different message (legacy senders reset their counters) and is stored.
+//!    The window lives in memory: after a restart, a resend is appended again (at-least-once);
 //! 3. otherwise the raw bytes are appended verbatim to `topic`, keyed by MSH-10 (or `key_path`),
 //!    timestamped by MSH-7 (the receive time when MSH-7 is unusable); if the append fails the
 //!    reply is AE + ERR 207 and the sender retries.
@@ -116,8 +117,8 @@ pub struct Stats {
     pub junk_bytes: AtomicU64,
 }
 
-/// (sender MSH-3|MSH-4, control id MSH-10).
-type DedupeKey = (Vec<u8>, Vec<u8>);
+/// (sender MSH-3|MSH-4, control id MSH-10, hash of the message bytes).
+type DedupeKey = (Vec<u8>, Vec<u8>, u64);
 
 struct Dedupe {
     window: Duration,
@@ -386,7 +387,7 @@ async fn handle(shared: &Shared, payload: Bytes, peer: SocketAddr) -> Vec<u8> {
     }
     let control_id = msg.control_id().unwrap_or_default().to_vec();
     let sender = sender_of(&msg);
-    let dedupe_key = (sender, control_id.clone());
+    let dedupe_key = (sender, control_id.clone(), content_hash(&payload));
     let duplicate = shared
         .dedupe
         .lock()
@@ -441,6 +442,13 @@ async fn handle(shared: &Shared, payload: Bytes, peer: SocketAddr) -> Vec<u8> {
             ack::build(&msg, AckCode::Error, &ack_id, &ts, Some(&err))
         }
     }
+}
+
+fn content_hash(payload: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    payload.hash(&mut h);
+    h.finish()
 }
 
 /// MSH-3 and MSH-4 (sending application and facility), the sender's identity for deduplication.

@@ -168,6 +168,14 @@ async fn a_resent_message_is_acknowledged_but_stored_once() {
     }
     assert_eq!(all(s.log.as_ref(), "hl7.inbound").await.len(), 1);
     assert_eq!(s.stats.duplicates.load(Ordering::Relaxed), 2);
+    // A reused control id with other content is another message: stored, never dropped.
+    let mut other = oru(7);
+    let at = other.len() - 8;
+    other[at] = b'9';
+    assert_eq!(c.send(&other).await.unwrap().code, "AA");
+    let stored = all(s.log.as_ref(), "hl7.inbound").await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1].record.value.as_ref(), other.as_slice());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

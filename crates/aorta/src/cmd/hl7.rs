@@ -18,6 +18,24 @@ pub enum Hl7Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Send the messages in files to an MLLP receiver and check every acknowledgement.
+    Send {
+        /// HL7 files (each may hold several messages or batches); `-` reads stdin.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Receiver, host:port.
+        #[arg(long)]
+        to: String,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        /// Messages per second over all connections (0: as fast as ACKs come back).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Seconds to wait for each ACK.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Check files strictly and list every problem (exit 1 if any).
     Validate {
         /// HL7 files; `-` reads stdin.
@@ -139,8 +157,15 @@ fn tree(out: &mut impl Write, n: usize, m: &Message<'_>) -> std::io::Result<()> 
     Ok(())
 }
 
-pub fn run(cmd: Hl7Cmd) -> anyhow::Result<()> {
+pub async fn run(cmd: Hl7Cmd) -> anyhow::Result<()> {
     match cmd {
+        Hl7Cmd::Send {
+            files,
+            to,
+            connections,
+            rate,
+            timeout,
+        } => send(&files, &to, connections, rate, timeout).await?,
         Hl7Cmd::Parse {
             file,
             json: as_json,
@@ -197,6 +222,127 @@ pub fn run(cmd: Hl7Cmd) -> anyhow::Result<()> {
             }
             eprintln!("{} file(s): no problems found", files.len());
         }
+    }
+    Ok(())
+}
+
+/// Sends every message of `files` over `connections` connections and reports the outcome.
+async fn send(
+    files: &[PathBuf],
+    to: &str,
+    connections: usize,
+    rate: f64,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+    anyhow::ensure!(connections > 0, "--connections must be at least 1");
+    let mut messages: Vec<Vec<u8>> = Vec::new();
+    let mut skipped = 0;
+    for f in files {
+        let bytes = read(f)?;
+        match parse_stream(&bytes) {
+            Ok(b) => messages.extend(b.messages.iter().map(|m| m.raw().to_vec())),
+            Err(e) => {
+                eprintln!("skipping {}: {e}", f.display());
+                skipped += 1;
+            }
+        }
+    }
+    anyhow::ensure!(
+        !messages.is_empty(),
+        "no HL7 messages found in {} file(s)",
+        files.len()
+    );
+    let total = messages.len();
+    let done = std::sync::Arc::new(AtomicU64::new(0));
+    let per_conn_interval =
+        (rate > 0.0).then(|| Duration::from_secs_f64(connections as f64 / rate));
+    let started = Instant::now();
+    let mut queues: Vec<Vec<Vec<u8>>> = vec![Vec::new(); connections];
+    for (i, m) in messages.into_iter().enumerate() {
+        queues[i % connections].push(m);
+    }
+    let mut tasks = Vec::new();
+    for queue in queues.into_iter().filter(|q| !q.is_empty()) {
+        let to = to.to_string();
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client =
+                aorta_mllp::MllpClient::connect(&to, Duration::from_secs(timeout)).await?;
+            let mut results = Vec::with_capacity(queue.len());
+            let mut next = Instant::now();
+            for m in queue {
+                if let Some(iv) = per_conn_interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += iv;
+                }
+                let t = Instant::now();
+                let ack = client.send(&m).await?;
+                results.push((ack.code, t.elapsed()));
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, aorta_mllp::client::ClientError>(results)
+        }));
+    }
+    let progress = std::io::stderr().is_terminal();
+    let ticker = progress.then(|| {
+        let done = done.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                eprint!("\rsent {} of {total}", done.load(Ordering::Relaxed));
+            }
+        })
+    });
+    let mut codes: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = Vec::new();
+    for t in tasks {
+        match t.await? {
+            Ok(results) => {
+                for (code, lat) in results {
+                    *codes.entry(code).or_default() += 1;
+                    latencies.push(lat);
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if let Some(t) = ticker {
+        t.abort();
+        eprintln!();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p) as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let summary: Vec<String> = codes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    eprintln!(
+        "sent {} of {total} messages to {to} over {connections} connection(s) in {secs:.2} s ({:.0} msg/s); ACKs: {}; latency p50 {:.2} ms, p99 {:.2} ms",
+        latencies.len(),
+        latencies.len() as f64 / secs,
+        if summary.is_empty() {
+            "none".into()
+        } else {
+            summary.join(", ")
+        },
+        pct(0.5),
+        pct(0.99)
+    );
+    for e in &errors {
+        eprintln!("connection failed: {e}");
+    }
+    let not_aa = latencies.len() - codes.get("AA").copied().unwrap_or(0);
+    if !errors.is_empty() || not_aa > 0 || skipped > 0 {
+        anyhow::bail!(
+            "{not_aa} message(s) not accepted (AE/AR), {} connection error(s), {skipped} unreadable file(s)",
+            errors.len()
+        );
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod consume;
 pub mod demo;
 pub mod hl7;
 pub mod produce;
+pub mod serve;
 pub mod topics;
 
 /// Human-readable byte count (KiB, MiB, GiB).
