@@ -257,28 +257,32 @@ impl<'a> Segment<'a> {
         };
         // Header segments: id, MSH-1 (the separator itself), MSH-2 (unsplit), then the rest.
         // Others: the id, then the rest. `rest` is None when nothing follows.
-        let (lead, rest): (Vec<Field<'a>>, Option<&'a [u8]>) = if self.is_header() {
+        let (lead, rest): ([Option<Field<'a>>; 3], Option<&'a [u8]>) = if self.is_header() {
             // MSH-2 runs to the next field separator (its written length can differ from the
             // number of delimiters, e.g. `^~\\&`).
             let enc_end = raw[4..]
                 .iter()
                 .position(|&b| b == d.field)
                 .map_or(raw.len(), |p| p + 4);
-            let lead = vec![
-                literal(&raw[..3]),
-                literal(&raw[3..4]),
-                literal(&raw[4..enc_end]),
+            let lead = [
+                Some(literal(&raw[..3])),
+                Some(literal(&raw[3..4])),
+                Some(literal(&raw[4..enc_end])),
             ];
             (lead, raw.get(enc_end + 1..))
         } else {
             // Field 0 of other segments is an ordinary field (a well-formed id has no delimiter).
             let id_end = raw.iter().position(|&b| b == d.field).unwrap_or(raw.len());
             (
-                vec![Field {
-                    raw: &raw[..id_end],
-                    delimiters: d,
-                    literal: false,
-                }],
+                [
+                    Some(Field {
+                        raw: &raw[..id_end],
+                        delimiters: d,
+                        literal: false,
+                    }),
+                    None,
+                    None,
+                ],
                 raw.get(id_end + 1..),
             )
         };
@@ -290,7 +294,7 @@ impl<'a> Segment<'a> {
                 delimiters: d,
                 literal: false,
             });
-        lead.into_iter().chain(tail)
+        lead.into_iter().flatten().chain(tail)
     }
 
     /// Field `n` in HL7 numbering (0 = segment id; for MSH, 1 = field separator).
