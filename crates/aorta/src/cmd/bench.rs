@@ -15,6 +15,8 @@ pub enum BenchCmd {
     Log(LogBenchArgs),
     /// Produce/consume through Aorta's Kafka backend vs raw rdkafka (needs --kafka).
     Kafka(super::bench_kafka::KafkaBenchArgs),
+    /// Durable HL7 ingest over MLLP: msg/s and ACK latency with 1/8/32 connections.
+    Mllp(super::bench_mllp::MllpBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -43,7 +45,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 /// Sequential write of `bytes` in 1 MiB blocks followed by one fdatasync, like
 /// `dd if=/dev/zero of=F bs=1M count=N conv=fdatasync`. Returns MiB/s.
-fn disk_write_bandwidth(dir: &Path, bytes: u64) -> anyhow::Result<f64> {
+pub(crate) fn disk_write_bandwidth(dir: &Path, bytes: u64) -> anyhow::Result<f64> {
     let path = dir.join("disk-baseline.bin");
     let block: Vec<u8> = (0..1 << 20).map(|i| (i * 7 + 13) as u8).collect();
     let start = Instant::now();
@@ -188,6 +190,7 @@ pub async fn run(
     let args = match cmd {
         BenchCmd::Log(args) => args,
         BenchCmd::Kafka(args) => return super::bench_kafka::run(args, kafka).await,
+        BenchCmd::Mllp(args) => return super::bench_mllp::run(args, data_dir).await,
     };
     anyhow::ensure!(
         args.mib > 0 && args.batch_bytes > 0,

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_kafka;
+pub mod bench_mllp;
 pub mod consume;
 pub mod demo;
 pub mod hl7;
