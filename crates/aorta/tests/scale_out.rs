@@ -67,6 +67,15 @@ async fn produce(log: &KafkaLog, seqs: std::ops::Range<u64>) {
     }
 }
 
+/// Whether the workers together processed every sequence number below `total`.
+fn all_processed(workers: &[&Seen], total: u64) -> bool {
+    let got: HashSet<u64> = workers
+        .iter()
+        .flat_map(|w| w.lock().unwrap().iter().map(|x| x.1).collect::<Vec<_>>())
+        .collect();
+    (0..total).all(|s| got.contains(&s))
+}
+
 fn wait_until(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
@@ -117,16 +126,7 @@ async fn a_killed_worker_s_partitions_move_to_the_survivor_and_nothing_is_lost()
     wait_until(
         "phase 1 is fully processed",
         Duration::from_secs(60),
-        || {
-            let got: HashSet<u64> = seen_a
-                .lock()
-                .unwrap()
-                .iter()
-                .chain(seen_b.lock().unwrap().iter())
-                .map(|x| x.1)
-                .collect();
-            (0..phase1).all(|s| got.contains(&s))
-        },
+        || all_processed(&[&seen_a, &seen_b], phase1),
     );
     let parts_a: BTreeSet<u32> = seen_a.lock().unwrap().iter().map(|x| x.0).collect();
     let parts_b: BTreeSet<u32> = seen_b.lock().unwrap().iter().map(|x| x.0).collect();
@@ -141,16 +141,7 @@ async fn a_killed_worker_s_partitions_move_to_the_survivor_and_nothing_is_lost()
     wait_until(
         "the survivor processes every record",
         Duration::from_secs(90),
-        || {
-            let got: HashSet<u64> = seen_a
-                .lock()
-                .unwrap()
-                .iter()
-                .chain(seen_b.lock().unwrap().iter())
-                .map(|x| x.1)
-                .collect();
-            (0..total).all(|s| got.contains(&s))
-        },
+        || all_processed(&[&seen_a, &seen_b], total),
     );
     let after: BTreeSet<u32> = seen_b.lock().unwrap()[b_before..]
         .iter()

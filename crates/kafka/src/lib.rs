@@ -112,6 +112,32 @@ fn backend_err(operation: impl Into<String>, e: impl std::fmt::Display) -> LogEr
     }
 }
 
+/// Maps an admin operation's per-topic results to the log's typed errors.
+fn admin_outcome(
+    results: Vec<Result<String, (String, RDKafkaErrorCode)>>,
+    name: &str,
+    doing: &str,
+) -> Result<(), LogError> {
+    for r in results {
+        if let Err((_, code)) = r {
+            return Err(match code {
+                RDKafkaErrorCode::TopicAlreadyExists => {
+                    LogError::TopicExists { topic: name.into() }
+                }
+                RDKafkaErrorCode::UnknownTopicOrPartition => {
+                    LogError::UnknownTopic { topic: name.into() }
+                }
+                RDKafkaErrorCode::InvalidTopic => LogError::InvalidTopicName {
+                    name: name.into(),
+                    reason: "the broker refused it",
+                },
+                other => backend_err(format!("{doing} topic {name}"), other),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn code(e: &KafkaError) -> Option<RDKafkaErrorCode> {
     e.rdkafka_error_code()
 }
@@ -660,20 +686,7 @@ impl Log for KafkaLog {
             .create_topics([&topic], &opts)
             .await
             .map_err(|e| backend_err(format!("creating topic {name}"), e))?;
-        for r in results {
-            if let Err((_, code)) = r {
-                return Err(match code {
-                    RDKafkaErrorCode::TopicAlreadyExists => {
-                        LogError::TopicExists { topic: name.into() }
-                    }
-                    RDKafkaErrorCode::InvalidTopic => LogError::InvalidTopicName {
-                        name: name.into(),
-                        reason: "the broker refused it",
-                    },
-                    other => backend_err(format!("creating topic {name}"), other),
-                });
-            }
-        }
+        admin_outcome(results, name, "creating")?;
         // Creation is asynchronous in Kafka: wait until metadata shows every partition.
         let inner = self.inner.clone();
         let name = name.to_string();
@@ -699,16 +712,7 @@ impl Log for KafkaLog {
             .delete_topics(&[name], &opts)
             .await
             .map_err(|e| backend_err(format!("deleting topic {name}"), e))?;
-        for r in results {
-            if let Err((_, code)) = r {
-                return Err(match code {
-                    RDKafkaErrorCode::UnknownTopicOrPartition => {
-                        LogError::UnknownTopic { topic: name.into() }
-                    }
-                    other => backend_err(format!("deleting topic {name}"), other),
-                });
-            }
-        }
+        admin_outcome(results, name, "deleting")?;
         self.inner
             .readers
             .lock()

@@ -28,9 +28,14 @@ pub struct MllpBenchArgs {
 }
 
 fn message(conn: usize, i: usize) -> Vec<u8> {
-    let mut m = format!("MSH|^~\\&|LAB|GOOD HEALTH HOSPITAL|AORTA|AORTA|20260101120000||ORU^R01^ORU_R01|B{conn}-{i}|P|2.5.1\rPID|1||MRN{i}^^^GHH^MR||EVERYWOMAN^EVE||19620320|F\rOBR|1|ORD{i}|R-{i}|24331-1^Lipid panel^LN\r");
+    let mut m = format!(
+        "MSH|^~\\&|LAB|GOOD HEALTH HOSPITAL|AORTA|AORTA|20260101120000||ORU^R01^ORU_R01|B{conn}-{i}|P|2.5.1\rPID|1||MRN{i}^^^GHH^MR||EVERYWOMAN^EVE||19620320|F\rOBR|1|ORD{i}|R-{i}|24331-1^Lipid panel^LN\r"
+    );
     for k in 1..=8 {
-        m.push_str(&format!("OBX|{k}|NM|2093-3^Cholesterol^LN||{}|mg/dL^mg/dL^UCUM|<200|N|||F|||20260101115500\r", 150 + (i + k) % 90));
+        m.push_str(&format!(
+            "OBX|{k}|NM|2093-3^Cholesterol^LN||{}|mg/dL^mg/dL^UCUM|<200|N|||F|||20260101115500\r",
+            150 + (i + k) % 90
+        ));
     }
     m.into_bytes()
 }
@@ -42,9 +47,22 @@ struct Outcome {
     p99_ms: f64,
 }
 
-async fn run_once(dir: &Path, connections: usize, total: usize, pace: Option<(u64, Duration)>) -> anyhow::Result<Outcome> {
+async fn run_once(
+    dir: &Path,
+    connections: usize,
+    total: usize,
+    pace: Option<(u64, Duration)>,
+) -> anyhow::Result<Outcome> {
     let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir))?);
-    let server = MllpServer::bind(MllpSourceConfig { listen: "127.0.0.1:0".into(), max_connections: connections + 1, ..Default::default() }, log).await?;
+    let server = MllpServer::bind(
+        MllpSourceConfig {
+            listen: "127.0.0.1:0".into(),
+            max_connections: connections + 1,
+            ..Default::default()
+        },
+        log,
+    )
+    .await?;
     let addr = server.local_addr()?.to_string();
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(server.run(stopped));
@@ -56,13 +74,17 @@ async fn run_once(dir: &Path, connections: usize, total: usize, pace: Option<(u6
             Some((rate, secs)) => (rate as f64 * secs.as_secs_f64() / connections as f64) as usize,
             None => total / connections,
         };
-        let interval = pace.map(|(rate, _)| Duration::from_secs_f64(connections as f64 / rate as f64));
+        let interval =
+            pace.map(|(rate, _)| Duration::from_secs_f64(connections as f64 / rate as f64));
         tasks.push(tokio::spawn(async move {
             let mut client = MllpClient::connect(&addr, Duration::from_secs(30)).await?;
             let mut lat = Vec::with_capacity(n);
             let mut bytes = 0usize;
             // Stagger paced connections so they do not all fire at once.
-            let mut next = Instant::now() + interval.map_or(Duration::ZERO, |iv| iv.mul_f64(c as f64 / connections as f64));
+            let mut next = Instant::now()
+                + interval.map_or(Duration::ZERO, |iv| {
+                    iv.mul_f64(c as f64 / connections as f64)
+                });
             for i in 0..n {
                 if let Some(iv) = interval {
                     tokio::time::sleep_until(next.into()).await;
@@ -90,11 +112,19 @@ async fn run_once(dir: &Path, connections: usize, total: usize, pace: Option<(u6
     task.await?;
     lat.sort();
     let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;
-    Ok(Outcome { msgs_per_s: lat.len() as f64 / secs, bytes_per_s: bytes as f64 / secs, p50_ms: pct(0.5), p99_ms: pct(0.99) })
+    Ok(Outcome {
+        msgs_per_s: lat.len() as f64 / secs,
+        bytes_per_s: bytes as f64 / secs,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    })
 }
 
 pub async fn run(args: MllpBenchArgs, data_dir: &Path) -> anyhow::Result<()> {
-    anyhow::ensure!(args.messages > 0 && args.connections.iter().all(|&c| c > 0), "--messages and --connections must be positive");
+    anyhow::ensure!(
+        args.messages > 0 && args.connections.iter().all(|&c| c > 0),
+        "--messages and --connections must be positive"
+    );
     let root = data_dir.join(format!("bench-mllp-{}", std::process::id()));
     anyhow::ensure!(!root.exists(), "{} already exists", root.display());
     std::fs::create_dir_all(&root)?;
@@ -106,19 +136,41 @@ pub async fn run(args: MllpBenchArgs, data_dir: &Path) -> anyhow::Result<()> {
 async fn bench(args: &MllpBenchArgs, root: &Path) -> anyhow::Result<()> {
     const MIB: f64 = 1024.0 * 1024.0;
     let size = message(0, 0).len();
-    println!("aorta bench mllp: {} messages of ~{size} B per run (ORU^R01, 8 OBX), embedded log, fsync=always, client and server in one process", args.messages);
+    println!(
+        "aorta bench mllp: {} messages of ~{size} B per run (ORU^R01, 8 OBX), embedded log, fsync=always, client and server in one process",
+        args.messages
+    );
     super::bench::disk_write_bandwidth(root, 256 << 20)?; // warm-up
     let disk = super::bench::disk_write_bandwidth(root, 256 << 20)? * MIB;
-    println!("disk baseline: 256 MiB sequential writes + fdatasync: {:.0} MiB/s", disk / MIB);
+    println!(
+        "disk baseline: 256 MiB sequential writes + fdatasync: {:.0} MiB/s",
+        disk / MIB
+    );
     println!();
-    println!("{:>11} {:>10} {:>10} {:>10} {:>10} {:>14}", "connections", "msg/s", "MiB/s", "p50 ms", "p99 ms", "ratio to disk");
+    println!(
+        "{:>11} {:>10} {:>10} {:>10} {:>10} {:>14}",
+        "connections", "msg/s", "MiB/s", "p50 ms", "p99 ms", "ratio to disk"
+    );
     for (i, &c) in args.connections.iter().enumerate() {
         let o = run_once(&root.join(format!("run{i}")), c, args.messages, None).await?;
-        println!("{c:>11} {:>10.0} {:>10.1} {:>10.2} {:>10.2} {:>14.3}", o.msgs_per_s, o.bytes_per_s / MIB, o.p50_ms, o.p99_ms, o.bytes_per_s / disk);
+        println!(
+            "{c:>11} {:>10.0} {:>10.1} {:>10.2} {:>10.2} {:>14.3}",
+            o.msgs_per_s,
+            o.bytes_per_s / MIB,
+            o.p50_ms,
+            o.p99_ms,
+            o.bytes_per_s / disk
+        );
     }
     if args.rate > 0 {
         let c = args.connections.iter().copied().max().unwrap_or(1);
-        let o = run_once(&root.join("paced"), c, 0, Some((args.rate, Duration::from_secs(args.seconds)))).await?;
+        let o = run_once(
+            &root.join("paced"),
+            c,
+            0,
+            Some((args.rate, Duration::from_secs(args.seconds))),
+        )
+        .await?;
         println!();
         println!(
             "paced at {} msg/s over {c} connections for {} s: achieved {:.0} msg/s, ACK p50 {:.2} ms, p99 {:.2} ms (target p99 <= 5 ms at 10k msg/s)",
