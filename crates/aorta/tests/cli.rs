@@ -203,18 +203,19 @@ fn a_second_process_on_the_same_data_dir_is_told_who_holds_it() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Wait until the follower holds the lock (its pid is in LOCK), without racing it for the
+    // lock ourselves; then a second process must be refused and told who holds it.
+    let lock = a.dir.path().join("data/LOCK");
+    let me = format!("pid {}", follower.id());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let e = loop {
-        let out = a.run(&["topics", "list"], b"");
-        if !out.status.success() {
-            break String::from_utf8(out.stderr).unwrap();
-        }
+    while std::fs::read_to_string(&lock).unwrap_or_default().trim() != me {
         assert!(
             std::time::Instant::now() < deadline,
             "the follower never took the lock"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let e = a.fails(&["topics", "list"]);
     follower.kill().unwrap();
     follower.wait().unwrap();
     assert!(e.contains(&format!("pid {}", follower.id())), "{e}");

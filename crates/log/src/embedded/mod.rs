@@ -318,7 +318,7 @@ impl EmbeddedLog {
         std::fs::create_dir_all(dir.join("groups"))
             .map_err(io_err("creating data directory", dir))?;
         let lock_path = dir.join("LOCK");
-        let mut lock = OpenOptions::new()
+        let lock = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -326,18 +326,34 @@ impl EmbeddedLog {
             .open(&lock_path)
             .map_err(io_err("opening", &lock_path))?;
         if let Err(e) = lock.try_lock() {
-            let holder = std::fs::read_to_string(&lock_path)
-                .ok()
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|| format!("lock error: {e}"));
+            // The holder writes its pid right after locking; a brand-new file may still be
+            // empty for a moment, so look a few times before giving up on naming it.
+            let mut holder = None;
+            for _ in 0..20 {
+                holder = std::fs::read_to_string(&lock_path)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty());
+                if holder.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             return Err(LogError::Locked {
                 dir: dir.clone(),
-                holder,
+                holder: holder.unwrap_or_else(|| format!("lock error: {e}")),
             });
         }
-        lock.set_len(0).map_err(io_err("writing", &lock_path))?;
-        write!(lock, "pid {}", std::process::id()).map_err(io_err("writing", &lock_path))?;
+        // Overwrite in place, then trim: the file is never empty while held, so another
+        // process that finds it locked can always read who holds it.
+        let me = format!("pid {}", std::process::id());
+        {
+            use std::os::unix::fs::FileExt;
+            lock.write_all_at(me.as_bytes(), 0)
+                .map_err(io_err("writing", &lock_path))?;
+        }
+        lock.set_len(me.len() as u64)
+            .map_err(io_err("writing", &lock_path))?;
 
         let shared = Arc::new(EngineShared {
             limits: config.limits.clone(),
