@@ -22,7 +22,7 @@ pub struct Ack {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Could not connect or the connection failed.
-    #[error("MLLP {0}")]
+    #[error("{0}")]
     Codec(#[from] CodecError),
     /// The peer closed the connection before acknowledging.
     #[error("the receiver closed the connection before acknowledging")]
@@ -30,14 +30,21 @@ pub enum ClientError {
     /// No reply within the timeout.
     #[error("no acknowledgement within {0:?}")]
     Timeout(Duration),
+    /// TLS set-up failed.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The reply is not an HL7 ACK.
     #[error("the reply is not an HL7 acknowledgement: {0}")]
     BadAck(String),
 }
 
+/// A byte stream the client can speak MLLP over (plain TCP or TLS).
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// One connection.
 pub struct MllpClient {
-    framed: Framed<TcpStream, MllpCodec>,
+    framed: Framed<Box<dyn Io>, MllpCodec>,
     timeout: Duration,
 }
 
@@ -50,7 +57,41 @@ impl MllpClient {
             .map_err(CodecError::Io)?;
         let _ = stream.set_nodelay(true);
         Ok(MllpClient {
-            framed: Framed::new(stream, MllpCodec::new(64 << 20)),
+            framed: Framed::new(Box::new(stream), MllpCodec::new(64 << 20)),
+            timeout,
+        })
+    }
+
+    /// Connects over TLS, verifying the server's certificate for `server_name` against the CA
+    /// certificates in `ca_path` (PEM).
+    pub async fn connect_tls(
+        addr: &str,
+        server_name: &str,
+        ca_path: &std::path::Path,
+        timeout: Duration,
+    ) -> Result<MllpClient, ClientError> {
+        let config = crate::tls::client_config(ca_path)?;
+        let name = crate::tls::server_name(server_name)?;
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+            .map_err(CodecError::Io)?;
+        let _ = stream.set_nodelay(true);
+        let tls = tokio::time::timeout(timeout, tokio_rustls::TlsConnector::from(config).connect(name, stream))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+            .map_err(|e| {
+                // The most common surprise: `openssl req -x509` marks its certificate CA:TRUE,
+                // which TLS verification refuses for a server's own certificate.
+                let hint = if e.to_string().contains("CaUsedAsEndEntity") {
+                    " (the server certificate is a CA certificate; issue a leaf certificate, or create the self-signed one with -addext basicConstraints=critical,CA:FALSE)"
+                } else {
+                    ""
+                };
+                CodecError::Io(std::io::Error::new(e.kind(), format!("TLS handshake with {addr}: {e}{hint}")))
+            })?;
+        Ok(MllpClient {
+            framed: Framed::new(Box::new(tls), MllpCodec::new(64 << 20)),
             timeout,
         })
     }

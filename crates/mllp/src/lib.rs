@@ -6,6 +6,7 @@
 //! | [`server`] | [`MllpServer`]: parse, append to the log, **ACK AA only after the append is durable**; AR + dead-letter for what cannot be accepted; duplicate suppression; limits; graceful shutdown |
 //! | [`client`] | [`MllpClient`]: send a message, wait for its ACK |
 //! | [`time`] | HL7 DTM ↔ Unix milliseconds |
+//! | [`tls`] | MLLP over TLS: rustls server and client configuration from PEM files |
 //!
 //! ## Invariants
 //! * An AA is never sent for a message that is not durable in the log.
@@ -19,6 +20,7 @@ pub mod client;
 pub mod codec;
 pub mod server;
 pub mod time;
+pub mod tls;
 
 pub use client::{Ack, MllpClient};
 pub use server::{MllpServer, MllpSourceConfig, Stats};

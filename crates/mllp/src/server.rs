@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::codec::Framed;
 use tracing::{debug, info, warn};
@@ -60,6 +60,8 @@ pub struct MllpSourceConfig {
     pub dedupe_window_secs: u64,
     /// Most (sender, control id) pairs remembered for deduplication.
     pub dedupe_capacity: usize,
+    /// MLLP over TLS: `[sources.mllp.tls]` with `cert_path` and `key_path` (PEM). None: plain TCP.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for MllpSourceConfig {
@@ -75,6 +77,7 @@ impl Default for MllpSourceConfig {
             idle_timeout_secs: 300,
             dedupe_window_secs: 600,
             dedupe_capacity: 100_000,
+            tls: None,
         }
     }
 }
@@ -93,6 +96,9 @@ pub enum ServerError {
     /// The configuration is not usable.
     #[error("MLLP source config: {0}")]
     Config(String),
+    /// The TLS certificate or key is not usable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The log refused to create the topics.
     #[error(transparent)]
     Log(#[from] LogError),
@@ -175,6 +181,7 @@ struct Shared {
 /// A bound, not yet running, MLLP server.
 pub struct MllpServer {
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
 }
 
@@ -212,6 +219,12 @@ impl MllpServer {
                 Err(e) => return Err(e.into()),
             }
         }
+        let tls = match &config.tls {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+                t,
+            )?)),
+            None => None,
+        };
         let listener =
             TcpListener::bind(&config.listen)
                 .await
@@ -227,6 +240,7 @@ impl MllpServer {
         };
         Ok(MllpServer {
             listener,
+            tls,
             shared: Arc::new(Shared {
                 config,
                 key_path,
@@ -270,9 +284,21 @@ impl MllpServer {
                     self.shared.stats.connections.fetch_add(1, Ordering::Relaxed);
                     let shared = self.shared.clone();
                     let stop = shutdown.clone();
+                    let tls = self.tls.clone();
                     tasks.spawn(async move {
                         let _permit = permit;
-                        connection(shared, stream, peer, stop).await;
+                        let _ = stream.set_nodelay(true);
+                        match tls {
+                            None => connection(shared, stream, peer, stop).await,
+                            Some(acceptor) => {
+                                // A client that never finishes its handshake must not hold a slot.
+                                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => connection(shared, tls, peer, stop).await,
+                                    Ok(Err(e)) => warn!(%peer, error = %e, "TLS handshake failed"),
+                                    Err(_) => warn!(%peer, "TLS handshake timed out"),
+                                }
+                            }
+                        }
                     });
                 }
                 _ = shutdown.changed() => break,
@@ -287,13 +313,14 @@ impl MllpServer {
     }
 }
 
-async fn connection(
+async fn connection<S>(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut framed = Framed::new(stream, MllpCodec::new(shared.config.max_frame_bytes));
     let idle = Duration::from_secs(shared.config.idle_timeout_secs.max(1));
     debug!(%peer, "MLLP connection open");

@@ -35,6 +35,12 @@ pub enum Hl7Cmd {
         /// Seconds to wait for each ACK.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
+        /// MLLP over TLS: trust the CA certificate(s) in this PEM file.
+        #[arg(long, value_name = "PEM")]
+        tls_ca: Option<PathBuf>,
+        /// Name to verify the server certificate against (default: the host of --to).
+        #[arg(long, requires = "tls_ca")]
+        tls_server_name: Option<String>,
     },
     /// Check files strictly and list every problem (exit 1 if any).
     Validate {
@@ -165,7 +171,18 @@ pub async fn run(cmd: Hl7Cmd) -> anyhow::Result<()> {
             connections,
             rate,
             timeout,
-        } => send(&files, &to, connections, rate, timeout).await?,
+            tls_ca,
+            tls_server_name,
+        } => {
+            let tls = tls_ca.map(|ca| {
+                let name = tls_server_name.unwrap_or_else(|| {
+                    to.rsplit_once(':')
+                        .map_or(to.clone(), |(h, _)| h.to_string())
+                });
+                (ca, name)
+            });
+            send(&files, &to, connections, rate, timeout, tls).await?
+        }
         Hl7Cmd::Parse {
             file,
             json: as_json,
@@ -233,6 +250,7 @@ async fn send(
     connections: usize,
     rate: f64,
     timeout: u64,
+    tls: Option<(PathBuf, String)>,
 ) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -268,9 +286,15 @@ async fn send(
     for queue in queues.into_iter().filter(|q| !q.is_empty()) {
         let to = to.to_string();
         let done = done.clone();
+        let tls = tls.clone();
         tasks.push(tokio::spawn(async move {
-            let mut client =
-                aorta_mllp::MllpClient::connect(&to, Duration::from_secs(timeout)).await?;
+            let wait = Duration::from_secs(timeout);
+            let mut client = match &tls {
+                Some((ca, name)) => {
+                    aorta_mllp::MllpClient::connect_tls(&to, name, ca, wait).await?
+                }
+                None => aorta_mllp::MllpClient::connect(&to, wait).await?,
+            };
             let mut results = Vec::with_capacity(queue.len());
             let mut next = Instant::now();
             for m in queue {
