@@ -1,7 +1,8 @@
 //! MLLP framing (HL7 v2 Transport Specification, MLLP release 2: a frame is `0x0B`, the
 //! message, `0x1C 0x0D`). The decoder enforces a maximum frame size, skips junk before a start
-//! byte (and reports how much), returns every complete frame in a read, and tolerates a missing
-//! trailing `0x0D` once the next frame has started.
+//! byte (and reports how much), returns every complete frame in a read, and completes a frame at
+//! its end block: the trailing `0x0D` is expected but not waited for (a sender that omits it and
+//! waits for the ACK is served; a `0x0D` arriving later is consumed, not counted as junk).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
@@ -43,6 +44,8 @@ pub struct Frame {
 pub struct MllpCodec {
     max_frame_bytes: usize,
     skipped: usize,
+    /// The last frame ended at the buffer's end: a `0x0D` first in the next bytes is its trailer.
+    expect_cr: bool,
 }
 
 impl MllpCodec {
@@ -51,6 +54,7 @@ impl MllpCodec {
         MllpCodec {
             max_frame_bytes,
             skipped: 0,
+            expect_cr: false,
         }
     }
 }
@@ -60,6 +64,12 @@ impl Decoder for MllpCodec {
     type Error = CodecError;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        if self.expect_cr && !buf.is_empty() {
+            self.expect_cr = false;
+            if buf[0] == CR {
+                buf.advance(1);
+            }
+        }
         // Resync: drop everything before the first start byte.
         match buf.iter().position(|&b| b == SB) {
             Some(0) => {}
@@ -93,11 +103,14 @@ impl Decoder for MllpCodec {
             buf.advance(restart);
             return self.decode(buf);
         }
-        // Wait for the byte after the end block, unless it is the last byte we may ever get.
+        // The frame ends at the end block; take its CR if it is here, else expect it next.
         let trailer = match buf.get(end + 1) {
             Some(&CR) => 2,
             Some(_) => 1, // lenient: end block without its CR
-            None => return Ok(None),
+            None => {
+                self.expect_cr = true;
+                1
+            }
         };
         let mut frame = buf.split_to(end + trailer);
         frame.advance(1);
@@ -190,6 +203,20 @@ mod tests {
             Err(CodecError::FrameTooLarge { .. })
         ));
         assert_eq!(frames(b"\x0b01234\x1c\x0d", 5).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_frame_completes_at_its_end_block_and_a_late_cr_is_not_junk() {
+        let mut c = MllpCodec::new(100);
+        let mut buf = BytesMut::from(&b"\x0bMSH|1\x1c"[..]);
+        let f = c
+            .decode(&mut buf)
+            .unwrap()
+            .expect("frame without waiting for CR");
+        assert_eq!(&f.payload[..], b"MSH|1");
+        buf.extend_from_slice(b"\x0d\x0bMSH|2\x1c\x0d");
+        let f = c.decode(&mut buf).unwrap().unwrap();
+        assert_eq!((&f.payload[..], f.skipped), (&b"MSH|2"[..], 0));
     }
 
     #[test]
