@@ -169,10 +169,43 @@ impl Dedupe {
     }
 }
 
+/// A record waiting for the batcher, and where to say whether it is durable.
+struct AppendRequest {
+    record: Record,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Most records one batched append carries.
+const MAX_BATCH: usize = 1024;
+
+/// Appends what the connections queued as one `produce` call per round: while one call waits
+/// for its fdatasync, the next round's records gather, so all connections share each sync with
+/// one writer task instead of one blocking thread per message. Every request is answered only
+/// after the call that carried it returned (the ACK-after-durable rule is unchanged).
+async fn batcher(
+    log: Arc<dyn Log>,
+    topic: String,
+    mut rx: tokio::sync::mpsc::Receiver<AppendRequest>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let records = batch.iter().map(|r| r.record.clone()).collect();
+        let result = log
+            .produce(&topic, records, 0)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        for r in batch.drain(..) {
+            let _ = r.done.send(result.clone());
+        }
+    }
+}
+
 struct Shared {
     config: MllpSourceConfig,
     key_path: Path,
     log: Arc<dyn Log>,
+    appends: tokio::sync::mpsc::Sender<AppendRequest>,
     stats: Arc<Stats>,
     dedupe: Mutex<Dedupe>,
     ack_seq: AtomicU64,
@@ -232,6 +265,8 @@ impl MllpServer {
                     addr: config.listen.clone(),
                     source,
                 })?;
+        let (appends, queued) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(batcher(log.clone(), config.topic.clone(), queued));
         let dedupe = Dedupe {
             window: Duration::from_secs(config.dedupe_window_secs),
             capacity: config.dedupe_capacity,
@@ -245,6 +280,7 @@ impl MllpServer {
                 config,
                 key_path,
                 log,
+                appends,
                 stats: Arc::default(),
                 dedupe: Mutex::new(dedupe),
                 ack_seq: AtomicU64::new(0),
@@ -444,11 +480,15 @@ async fn handle(shared: &Shared, payload: Bytes, peer: SocketAddr) -> Vec<u8> {
     if let Some(t) = msg.message_type() {
         record = record.with_header("hl7.type", t.to_vec());
     }
-    match shared
-        .log
-        .produce(&shared.config.topic, vec![record], 0)
-        .await
-    {
+    let (done, durable) = tokio::sync::oneshot::channel();
+    let queued = shared.appends.send(AppendRequest { record, done }).await;
+    let outcome = match queued {
+        Ok(()) => durable
+            .await
+            .unwrap_or_else(|_| Err("the append task stopped".into())),
+        Err(_) => Err("the append task stopped".into()),
+    };
+    match outcome {
         Ok(_) => {
             shared
                 .dedupe
