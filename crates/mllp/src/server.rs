@@ -1,9 +1,11 @@
 //! The MLLP server: one task per connection, messages handled in arrival order on each
 //! connection, and the acknowledgement rule that the whole product rests on:
 //!
-//! **AA is sent only after `Log::append` has returned**, i.e. after the record is durable
-//! (fdatasync on the embedded log, `acks=all` on Kafka). Concurrent connections share the
-//! log's group commit, so durability does not serialise senders.
+//! **AA is sent only after the append that carried the message has returned**, i.e. after the
+//! record is durable (fdatasync on the embedded log, `acks=all` on Kafka). Connections hand
+//! their records to one batcher task, which appends everything queued as one `produce` call per
+//! round; while one round waits for its sync the next gathers, so all senders share each
+//! fdatasync without a blocking thread per message.
 //!
 //! Per message:
 //! 1. parse leniently; a message whose MSH cannot be read, whose MSH-9/MSH-12 are unusable or
