@@ -5,7 +5,7 @@
 use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, ReadOptions};
 use std::collections::HashSet;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,25 +63,11 @@ async fn stored(dir: &Path) -> HashSet<Vec<u8>> {
     }
 }
 
-fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("AORTA_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if dir.join("hl7v2").is_dir() {
-        return Some(dir.join("hl7v2"));
-    }
-    let msg = format!(
-        "HL7 corpus not found at {} (set AORTA_CORPUS)",
-        dir.display()
-    );
-    assert!(std::env::var_os("CI").is_none(), "{msg}");
-    eprintln!("SKIPPED (not in CI): {msg}");
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_oru_and_adt_corpus_is_acknowledged_and_stored_verbatim() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = aorta_testkit::corpus("hl7v2") else {
+        return;
+    };
     // The corpus's ORU and ADT files whose every message has a usable header.
     let inventory = std::fs::read_to_string(root.join("_INVENTORY.tsv")).unwrap();
     let mut files = Vec::new();

@@ -5,7 +5,6 @@
 //! `KNOWN_DIFFERENCES` with the reason python-hl7 is wrong there.
 
 use aorta_hl7::parse_stream;
-use std::path::{Path, PathBuf};
 
 type Tree = Vec<Vec<Vec<Vec<Vec<Vec<String>>>>>>;
 
@@ -61,25 +60,6 @@ const KNOWN_DIFFERENCES: &[(&str, bool, &str)] = &[
         "OBX-19 is a single space; the oracle's preprocessing stripped it, we keep the bytes exactly",
     ),
 ];
-
-fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("AORTA_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let hl7 = dir.join("hl7v2");
-    if hl7.is_dir() {
-        return Some(hl7);
-    }
-    let msg = format!(
-        "HL7 corpus not found at {} (set AORTA_CORPUS)",
-        hl7.display()
-    );
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED (not in CI): {msg}");
-    None
-}
 
 fn text(b: &[u8], latin1: bool) -> String {
     if latin1 {
@@ -147,7 +127,9 @@ fn first_difference(ours: &Tree, theirs: &Tree) -> String {
 
 #[test]
 fn every_file_matches_the_python_hl7_reference_parse() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = aorta_testkit::corpus("hl7v2") else {
+        return;
+    };
     let oracle = root.join("_python-hl7-parse-oracle");
     let mut files = Vec::new();
     let mut stack = vec![oracle.clone()];
@@ -237,7 +219,9 @@ const NEEDS_STRUCTURE_VALIDATION: &[&str] = &[
 
 #[test]
 fn nhapi_bad_inputs_end_as_nhapi_expects() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = aorta_testkit::corpus("hl7v2") else {
+        return;
+    };
     let dir = root.join("nhapi/BadInputs");
     let mut checked = 0;
     let mut wrong = Vec::new();

@@ -5,29 +5,11 @@
 //! reason in `EXPLAINED`.
 
 use aorta_hl7::parse_stream;
-use std::path::{Path, PathBuf};
 
 type Tree = Vec<(String, Vec<Vec<Vec<Vec<String>>>>)>;
 
 /// (file prefix, reason) for files where er7 and we read a message differently on purpose.
 const EXPLAINED: &[(&str, &str)] = &[];
-
-fn corpus() -> Option<PathBuf> {
-    let dir = std::env::var_os("AORTA_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let hl7 = dir.join("hl7v2");
-    if hl7.is_dir() {
-        return Some(hl7);
-    }
-    let msg = format!(
-        "HL7 corpus not found at {} (set AORTA_CORPUS)",
-        hl7.display()
-    );
-    assert!(std::env::var_os("CI").is_none(), "{msg}");
-    eprintln!("SKIPPED (not in CI): {msg}");
-    None
-}
 
 fn ours(m: &aorta_hl7::Message<'_>) -> Tree {
     let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -107,7 +89,9 @@ fn canonical(t: Tree) -> Tree {
 
 #[test]
 fn every_corpus_message_parses_like_er7() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = aorta_testkit::corpus("hl7v2") else {
+        return;
+    };
     let mut files = Vec::new();
     let mut stack = vec![root.clone()];
     while let Some(d) = stack.pop() {

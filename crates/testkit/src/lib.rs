@@ -81,3 +81,26 @@ pub fn broker() -> Option<Broker> {
     }
     Some(Broker { child, bootstrap })
 }
+
+/// A folder of the external test corpora (`$AORTA_CORPUS/<sub>`, default `../shared/data`
+/// beside the repository). In CI a missing corpus fails the test; elsewhere it is a loud skip.
+pub fn corpus(sub: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("AORTA_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+        });
+    let dir = root.join(sub);
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    let msg = format!(
+        "test corpus not found at {} (set AORTA_CORPUS)",
+        dir.display()
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED (not in CI): {msg}");
+    None
+}
