@@ -2,7 +2,8 @@
 //! Every message acknowledged AA is in the topic byte for byte, also after a SIGKILL of the
 //! server in the middle of the stream.
 
-use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, ReadOptions};
+use aorta_log::conformance::read_partition;
+use aorta_log::{EmbeddedConfig, EmbeddedLog};
 use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::Path;
@@ -48,19 +49,11 @@ fn serve(dir: &Path) -> (Child, String) {
 
 async fn stored(dir: &Path) -> HashSet<Vec<u8>> {
     let log = EmbeddedLog::open(EmbeddedConfig::new(dir.join("data"))).unwrap();
-    let mut out = HashSet::new();
-    let mut from = 0;
-    loop {
-        let b = log
-            .read("hl7.inbound", 0, from, ReadOptions::default())
-            .await
-            .unwrap();
-        if b.records.is_empty() {
-            return out;
-        }
-        from = b.next_offset(from);
-        out.extend(b.records.into_iter().map(|r| r.record.value.to_vec()));
-    }
+    read_partition(&log, "hl7.inbound", 0)
+        .await
+        .into_iter()
+        .map(|r| r.record.value.to_vec())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

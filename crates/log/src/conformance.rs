@@ -36,8 +36,8 @@ fn cfg(partitions: u32) -> TopicConfig {
 /// Reads a whole partition from its start.
 pub async fn read_partition(log: &dyn Log, topic: &str, p: u32) -> Vec<crate::ConsumedRecord> {
     let mut out = Vec::new();
-    let mut from = log.offsets(topic, p).await.expect("offsets").log_start;
-    let end = log.offsets(topic, p).await.expect("offsets").high_watermark;
+    let range = log.offsets(topic, p).await.expect("offsets");
+    let (mut from, end) = (range.log_start, range.high_watermark);
     while from < end {
         let b = log
             .read(topic, p, from, ReadOptions::default())

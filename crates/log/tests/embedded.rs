@@ -1,5 +1,6 @@
 //! Behaviour of the embedded log through the `Log` trait: the spec of issue #2, one test each.
 
+use aorta_log::conformance::read_partition;
 use aorta_log::{
     EmbeddedConfig, EmbeddedLog, FsyncPolicy, Limits, Log, LogError, ReadOptions, Record,
     TopicConfig, TopicPartition, partitioner::partition_for_key,
@@ -24,19 +25,6 @@ fn rec(i: usize) -> Record {
         .with_key(format!("key-{i}"))
         .with_header("source", Bytes::from_static(b"test"))
         .with_timestamp(1_700_000_000_000 + i as i64)
-}
-
-async fn read_all(log: &EmbeddedLog, t: &str, p: u32) -> Vec<aorta_log::ConsumedRecord> {
-    let mut out = Vec::new();
-    let mut from = log.offsets(t, p).await.unwrap().log_start;
-    loop {
-        let b = log.read(t, p, from, ReadOptions::default()).await.unwrap();
-        if b.records.is_empty() {
-            return out;
-        }
-        from = b.next_offset(from);
-        out.extend(b.records);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +91,7 @@ async fn append_then_read_round_trips_every_field() {
             Some(l) => l,
             None => open(dir.path()),
         };
-        let got = read_all(&l, "t", 0).await;
+        let got = read_partition(&l, "t", 0).await;
         assert_eq!(got.len(), written.len(), "{phase}");
         for (i, c) in got.iter().enumerate() {
             assert_eq!(c.offset, i as u64);
@@ -195,7 +183,7 @@ async fn keyed_records_land_on_the_murmur2_partition() {
             .map(|(_, o)| *o)
             .collect();
         assert!(offs.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(read_all(&log, "k", p).await.len(), offs.len());
+        assert_eq!(read_partition(&log, "k", p).await.len(), offs.len());
     }
 }
 
@@ -431,7 +419,7 @@ async fn a_torn_tail_is_cut_and_kept_aside() {
         log.append("t", 0, vec![rec(10)]).await.unwrap().offsets,
         vec![10]
     );
-    assert_eq!(read_all(&log, "t", 0).await.len(), 11);
+    assert_eq!(read_partition(&log, "t", 0).await.len(), 11);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -460,7 +448,10 @@ async fn retention_by_size_and_time_deletes_only_closed_segments() {
         .await
         .unwrap_err();
     assert!(matches!(e, LogError::OffsetOutOfRange { .. }));
-    assert_eq!(read_all(&log, "s", 0).await.last().unwrap().offset, 199);
+    assert_eq!(
+        read_partition(&log, "s", 0).await.last().unwrap().offset,
+        199
+    );
 
     let cfg = TopicConfig {
         partitions: 1,
@@ -638,7 +629,7 @@ async fn fsync_policies_parse_and_all_keep_data_across_a_clean_close() {
         }
         drop(log);
         let log = EmbeddedLog::open(cfg).unwrap();
-        assert_eq!(read_all(&log, "t", 0).await.len(), 50, "{policy}");
+        assert_eq!(read_partition(&log, "t", 0).await.len(), 50, "{policy}");
     }
 }
 

@@ -2,7 +2,8 @@
 //! after a crash (cut anywhere, followed by any junk), reopening keeps exactly the batches that
 //! were complete before the damage, serves nothing else, and appends continue after them.
 
-use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, ReadOptions, Record, TopicConfig};
+use aorta_log::conformance::read_partition;
+use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, Record, TopicConfig};
 use proptest::prelude::*;
 
 fn records(sizes: &[usize], batch: usize) -> Vec<Record> {
@@ -16,19 +17,11 @@ fn records(sizes: &[usize], batch: usize) -> Vec<Record> {
 }
 
 async fn read_all(log: &EmbeddedLog) -> Vec<Record> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    loop {
-        let b = log
-            .read("t", 0, from, ReadOptions::default())
-            .await
-            .unwrap();
-        if b.records.is_empty() {
-            return out;
-        }
-        from = b.next_offset(from);
-        out.extend(b.records.into_iter().map(|c| c.record));
-    }
+    read_partition(log, "t", 0)
+        .await
+        .into_iter()
+        .map(|c| c.record)
+        .collect()
 }
 
 async fn scenario(

@@ -1,6 +1,7 @@
 //! The MLLP server against the embedded log, in process.
 
-use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, ReadOptions};
+use aorta_log::conformance::read_partition;
+use aorta_log::{EmbeddedConfig, EmbeddedLog, Log};
 use aorta_mllp::{MllpClient, MllpServer, MllpSourceConfig};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -52,19 +53,7 @@ async fn start(config: MllpSourceConfig) -> Running {
 }
 
 async fn all(log: &dyn Log, topic: &str) -> Vec<aorta_log::ConsumedRecord> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    loop {
-        let b = log
-            .read(topic, 0, from, ReadOptions::default())
-            .await
-            .unwrap();
-        if b.records.is_empty() {
-            return out;
-        }
-        from = b.next_offset(from);
-        out.extend(b.records);
-    }
+    read_partition(log, topic, 0).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
