@@ -300,7 +300,13 @@ fn hl7_validate_lists_every_problem_and_fails() {
     let good = a.dir.path().join("good.hl7");
     std::fs::write(
         &good,
-        b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5.1\rPID|1||123\r",
+        b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5.1\rEVN|A01\rPID|1||123\rPV1|1|I\r",
+    )
+    .unwrap();
+    let no_pv1 = a.dir.path().join("no_pv1.hl7");
+    std::fs::write(
+        &no_pv1,
+        b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5.1\rEVN|A01\rPID|1||123\rAL1|1\r",
     )
     .unwrap();
     let bad = a.dir.path().join("bad.hl7");
@@ -329,4 +335,11 @@ fn hl7_validate_lists_every_problem_and_fails() {
         "{text}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("3 problem(s) in 2 file(s)"));
+    let out = a.run(&["hl7", "validate", no_pv1.to_str().unwrap()], b"");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("segment 4 (AL1): required segment PV1 of ADT_A01 is missing here"),
+        "{text}"
+    );
 }

@@ -12,6 +12,7 @@
 //! | [`escape`] | `\F\ \S\ \T\ \R\ \E\ \Xhh\ \.br\` decoding and encoding |
 //! | [`path`] | terser-like paths: `PID-3[2].4.2`, `OBX[3]-5` |
 //! | [`ack`] | ACK/NAK (MSA, ERR with HL7 table 0357 codes) |
+//! | [`structure`] | message-structure grammars (`ORU_R01`, `ADT_A01` …) and checking against them |
 //! | [`validate`] | strict checks (every problem with its location), MSH-18 character sets |
 //! | [`error`] | [`ParseError`]: kind, byte span, segment and field |
 //!
@@ -31,6 +32,7 @@ pub mod escape;
 pub mod message;
 pub mod path;
 pub mod stream;
+pub mod structure;
 pub mod validate;
 
 pub use delimiters::Delimiters;

@@ -1,10 +1,12 @@
 //! Strict checks: every conformance problem found in a message, with where it is. Lenient
 //! parsing (the ingest default) accepts all of these; `aorta hl7 validate` reports them.
 //!
-//! Checked today: the MSH header (MSH-9 type and trigger, MSH-10 control id, MSH-12 version),
+//! Checked: the MSH header (MSH-9 type and trigger, MSH-10 control id, MSH-12 version),
 //! segment ids, delimiters outside the standard `|^~\&` that are letters or digits, escape
-//! sequences left open, and text that is not in the character set MSH-18 declares.
-//! Not yet: message-structure grammars and data types per HL7 version.
+//! sequences left open, text that is not in the character set MSH-18 declares, and the message
+//! structure (required, foreign and misplaced segments; see [`crate::structure`]) for the
+//! structures that have a grammar.
+//! Not checked: data types and lengths of field values.
 
 use crate::message::{Message, Segment};
 use std::ops::Range;
@@ -102,6 +104,9 @@ pub fn validate(msg: &Message<'_>) -> Vec<Problem> {
             });
         }
     }
+    if let Some((_, problems)) = crate::structure::check(msg) {
+        out.extend(problems);
+    }
     let cs = charset(msg);
     for s in msg.segments() {
         let id = s.id();
@@ -164,7 +169,9 @@ mod tests {
 
     #[test]
     fn a_clean_message_has_no_problems() {
-        let m = parse(b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5.1\rPID|1||123\r").unwrap();
+        let m =
+            parse(b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5.1\rEVN|A01\rPID|1||123\rPV1|1|I\r")
+                .unwrap();
         assert_eq!(validate(&m), vec![]);
     }
 
@@ -186,7 +193,7 @@ mod tests {
     #[test]
     fn latin1_is_decoded_when_declared() {
         let m =
-            parse(b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|1|P|2.5.1||||||8859/1\rPID|1||M\xfcller\r")
+            parse(b"MSH|^~\\&|A|B|C|D|20260101||ADT^A31|1|P|2.5.1||||||8859/1\rEVN|A31\rPID|1||M\xfcller\rPV1|1|N\r")
                 .unwrap();
         assert_eq!(charset(&m), Charset::Latin1);
         let v = m.segment("PID", 1).unwrap().field(3).unwrap().raw();

@@ -15,7 +15,10 @@
 //!    `dedupe_window_secs`, in this process — is acknowledged AA but not appended again: the
 //!    sender resent because our ACK was lost. A reused MSH-10 with different content is a
 //!    different message (legacy senders reset their counters) and is stored.
-//!    The window lives in memory: after a restart, a resend is appended again (at-least-once);
+//!    The window survives restarts: every stored record carries its receive time
+//!    (`aorta.received_ms`), and on start the server reads back the tail of its topic (at most
+//!    `dedupe_capacity` records) received within the window. So the classic crash case — stored,
+//!    killed before the ACK went out, resent by the sender — stores the message once;
 //! 3. otherwise the raw bytes are appended verbatim to `topic`, keyed by MSH-10 (or `key_path`),
 //!    timestamped by MSH-7 (the receive time when MSH-7 is unusable); if the append fails the
 //!    reply is AE + ERR 207 and the sender retries.
@@ -136,6 +139,20 @@ struct Dedupe {
 }
 
 impl Dedupe {
+    /// Remembers keys seen before this process started, oldest first, with their age.
+    fn seed(&mut self, mut seen: Vec<(u64, DedupeKey)>) {
+        seen.sort_by_key(|(age, _)| std::cmp::Reverse(*age));
+        let now = Instant::now();
+        let skip = seen.len().saturating_sub(self.capacity.max(1));
+        for (age_ms, key) in seen.into_iter().skip(skip) {
+            let at = now
+                .checked_sub(Duration::from_millis(age_ms))
+                .unwrap_or(now);
+            self.seen.insert(key.clone(), at);
+            self.order.push_back((key, at));
+        }
+    }
+
     fn is_duplicate(&mut self, key: &DedupeKey) -> bool {
         self.expire();
         self.seen.contains_key(key)
@@ -269,12 +286,17 @@ impl MllpServer {
                 })?;
         let (appends, queued) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(batcher(log.clone(), config.topic.clone(), queued));
-        let dedupe = Dedupe {
+        let mut dedupe = Dedupe {
             window: Duration::from_secs(config.dedupe_window_secs),
             capacity: config.dedupe_capacity,
             seen: HashMap::new(),
             order: VecDeque::new(),
         };
+        if config.dedupe_window_secs > 0 {
+            let seen = recently_stored(log.as_ref(), &config).await?;
+            info!(topic = %config.topic, records = seen.len(), "dedupe window restored from the topic");
+            dedupe.seed(seen);
+        }
         Ok(MllpServer {
             listener,
             tls,
@@ -482,6 +504,7 @@ async fn handle(shared: &Shared, payload: Bytes, peer: SocketAddr) -> Vec<u8> {
     if let Some(t) = msg.message_type() {
         record = record.with_header("hl7.type", t.to_vec());
     }
+    record = record.with_header(RECEIVED_HEADER, now_ms().to_string());
     let (done, durable) = tokio::sync::oneshot::channel();
     let queued = shared.appends.send(AppendRequest { record, done }).await;
     let outcome = match queued {
@@ -513,11 +536,67 @@ async fn handle(shared: &Shared, payload: Bytes, peer: SocketAddr) -> Vec<u8> {
     }
 }
 
+/// Header with the receive time (ms since the epoch) of every stored message.
+pub const RECEIVED_HEADER: &str = "aorta.received_ms";
+
+/// The dedupe keys of the messages stored within the window, read back from the tail of the
+/// topic (at most `dedupe_capacity` records per partition), with their age in ms.
+async fn recently_stored(
+    log: &dyn Log,
+    config: &MllpSourceConfig,
+) -> Result<Vec<(u64, DedupeKey)>, LogError> {
+    let window_ms = config.dedupe_window_secs.saturating_mul(1000);
+    let now = now_ms();
+    let partitions = log.describe_topic(&config.topic).await?.partitions;
+    let mut out = Vec::new();
+    for o in partitions {
+        let p = o.partition;
+        let mut from = o
+            .high_watermark
+            .saturating_sub(config.dedupe_capacity as u64)
+            .max(o.log_start);
+        while from < o.high_watermark {
+            let batch = log
+                .read(&config.topic, p, from, aorta_log::ReadOptions::default())
+                .await?;
+            if batch.records.is_empty() {
+                break;
+            }
+            from = batch.next_offset(from);
+            for r in batch.records {
+                let received = r
+                    .record
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == RECEIVED_HEADER)
+                    .map(|(_, v)| v.as_ref())
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<i64>().ok());
+                let Some(age) = received.map(|t| now.saturating_sub(t).max(0) as u64) else {
+                    continue;
+                };
+                if age >= window_ms {
+                    continue;
+                }
+                let Ok(msg) = aorta_hl7::parse(&r.record.value) else {
+                    continue;
+                };
+                let key = (
+                    sender_of(&msg),
+                    msg.control_id().unwrap_or_default().to_vec(),
+                    content_hash(&r.record.value),
+                );
+                out.push((age, key));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A hash of the message bytes that is the same in every build (it is compared with records
+/// stored by earlier runs).
 fn content_hash(payload: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    payload.hash(&mut h);
-    h.finish()
+    xxhash_rust::xxh3::xxh3_64(payload)
 }
 
 /// MSH-3 and MSH-4 (sending application and facility), the sender's identity for deduplication.

@@ -29,6 +29,10 @@ struct Running {
 async fn start(config: MllpSourceConfig) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap());
+    start_on(config, log, dir).await
+}
+
+async fn start_on(config: MllpSourceConfig, log: Arc<dyn Log>, dir: tempfile::TempDir) -> Running {
     let server = MllpServer::bind(
         MllpSourceConfig {
             listen: "127.0.0.1:0".into(),
@@ -165,6 +169,44 @@ async fn a_resent_message_is_acknowledged_but_stored_once() {
     let stored = all(s.log.as_ref(), "hl7.inbound").await;
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[1].record.value.as_ref(), other.as_slice());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dedupe_window_survives_a_restart() {
+    let s = start(MllpSourceConfig::default()).await;
+    let mut c = MllpClient::connect(&s.addr, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(c.send(&oru(7)).await.unwrap().code, "AA");
+    drop(c);
+    // Stored before a restart, received long before the window: not a resend any more.
+    let old = aorta_log::Record::new(oru(8)).with_header(
+        aorta_mllp::server::RECEIVED_HEADER,
+        (aorta_log::record::now_ms() - 700_000).to_string(),
+    );
+    s.log.append("hl7.inbound", 0, vec![old]).await.unwrap();
+    let Running {
+        stop,
+        task,
+        log,
+        _dir,
+        ..
+    } = s;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    // The sender never saw the ACK and resends after the restart.
+    let s = start_on(MllpSourceConfig::default(), log, _dir).await;
+    let mut c = MllpClient::connect(&s.addr, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(c.send(&oru(7)).await.unwrap().code, "AA");
+    assert_eq!(s.stats.duplicates.load(Ordering::Relaxed), 1);
+    assert_eq!(c.send(&oru(8)).await.unwrap().code, "AA");
+    assert_eq!(s.stats.duplicates.load(Ordering::Relaxed), 1);
+    let stored = all(s.log.as_ref(), "hl7.inbound").await;
+    let values: Vec<&[u8]> = stored.iter().map(|r| r.record.value.as_ref()).collect();
+    assert_eq!(values, vec![&oru(7)[..], &oru(8)[..], &oru(8)[..]]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -218,6 +218,15 @@ pub async fn run(cmd: Hl7Cmd) -> anyhow::Result<()> {
                     }
                     Ok(batch) => {
                         for (i, m) in batch.messages.iter().enumerate() {
+                            if aorta_hl7::structure::check(m).is_none() {
+                                eprintln!(
+                                    "{}: message {}: structure {} not checked (no grammar for it; see `aorta_hl7::structure`)",
+                                    file.display(),
+                                    i + 1,
+                                    aorta_hl7::structure::structure_of(m)
+                                        .unwrap_or_else(|| "(unknown)".into())
+                                );
+                            }
                             for p in validate(m) {
                                 println!(
                                     "{}: message {}: {}: {} (bytes {}..{})",
