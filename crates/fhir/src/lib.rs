@@ -9,6 +9,7 @@
 //! | [`validate`] | structural, temporal, reference and code-shape checks |
 //! | [`outcome`] | [`OperationOutcome`]: severity, issue type, FHIRPath-like location |
 //! | [`datetime`] | the R4 date/time grammar and HL7 v2 DTM conversion (timezones) |
+//! | [`v2`] | HL7 v2 → FHIR R4 mapping: one message → one `batch` Bundle of `PUT`s |
 //!
 //! ## Why the `fhir` crate for the model
 //! The typed model is `fhir` 4.1.2 (R4 only): it covers all 146 R4 resources, keeps decimals
@@ -29,6 +30,7 @@
 pub mod datetime;
 pub mod outcome;
 pub mod parse;
+pub mod v2;
 pub mod validate;
 
 /// The FHIR R4 model (`fhir::r4`): `model::resources::Patient`, `model::types::HumanName`, …

@@ -1,0 +1,1536 @@
+//! HL7 v2 → FHIR R4: one message in, one `batch` Bundle of `PUT`s out.
+//!
+//! Follows the HL7 v2-to-FHIR Implementation Guide (<https://build.fhir.org/ig/HL7/v2-to-fhir/>,
+//! segment maps PID→Patient, PV1→Encounter, OBR→DiagnosticReport/ServiceRequest,
+//! OBX→Observation, SPM→Specimen, RXA→Immunization, RXE/RXO→MedicationRequest, and its
+//! datatype maps CX→Identifier, XPN→HumanName, XAD→Address, XTN→ContactPoint,
+//! CWE→CodeableConcept, DTM→dateTime) and, where the IG leaves a choice open, what Microsoft's
+//! FHIR-Converter templates do (`docs/fhir-mapping.md` lists the differences that remain).
+//!
+//! * **Ids are deterministic**: a UUID-shaped hash of the resource type and the fields that
+//!   identify it (a patient's identifiers, an order's placer/filler numbers, …), so the same
+//!   message always produces the same Bundle and a resend updates rather than duplicates.
+//! * **Times** keep the sender's precision and offset; a time without an offset takes MSH-7's
+//!   offset (HL7 v2.5.1 Ch. 2A.22: the sender's local time), else [`Options::default_offset`].
+//! * Code systems named in CWE-3 are mapped to their FHIR URIs ([`system_uri`]).
+
+use crate::datetime::{dtm_to_date, dtm_to_datetime, v2_offset_of};
+use aorta_hl7::{Delimiters, Message, Repetition, Segment};
+use serde_json::{Map, Value, json};
+
+/// Conversion settings.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Offset (`±hh:mm` or `Z`) for times that have none, when MSH-7 has none either.
+    pub default_offset: Option<String>,
+}
+
+/// Why a message could not be converted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    /// The message type has no mapping.
+    #[error("no FHIR mapping for message type {0:?}")]
+    Unsupported(String),
+    /// A segment the mapping needs is missing.
+    #[error("{structure} needs a {segment} segment")]
+    Missing {
+        /// The message structure.
+        structure: String,
+        /// The missing segment.
+        segment: &'static str,
+    },
+}
+
+/// The message types [`convert`] maps.
+pub const SUPPORTED: &[&str] = &[
+    "ADT^A01", "ADT^A02", "ADT^A03", "ADT^A04", "ADT^A05", "ADT^A08", "ADT^A11", "ADT^A13",
+    "ADT^A28", "ADT^A31", "ORU^R01", "VXU^V04", "ORM^O01", "OML^O21", "RDE^O11",
+];
+
+/// Where v2 code-system names (HL7 table 0396) point in FHIR. Unknown names get
+/// `http://example.com/v2-to-fhir-converter/CodeSystem/<name>`, as FHIR-Converter does.
+pub fn system_uri(name: &str) -> String {
+    let upper = name.to_ascii_uppercase();
+    let known = match upper.as_str() {
+        "LN" | "LOINC" => "http://loinc.org",
+        "SCT" | "SNM" | "SNOMED" | "SNOMEDCT" | "SNM3" => "http://snomed.info/sct",
+        "I10" | "I10C" | "ICD10CM" => "http://hl7.org/fhir/sid/icd-10-cm",
+        "I9" | "I9C" | "ICD9CM" => "http://hl7.org/fhir/sid/icd-9-cm",
+        "CVX" => "http://hl7.org/fhir/sid/cvx",
+        "MVX" => "http://hl7.org/fhir/sid/mvx",
+        "NDC" => "http://hl7.org/fhir/sid/ndc",
+        "UCUM" => "http://unitsofmeasure.org",
+        "RXNORM" | "RXN" => "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "C4" | "C5" | "CPT" | "CPT4" => "http://www.ama-assn.org/go/cpt",
+        "CDCREC" => "urn:oid:2.16.840.1.113883.6.238",
+        "NPI" => "http://hl7.org/fhir/sid/us-npi",
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known.to_string();
+    }
+    if let Some(n) = upper.strip_prefix("HL7")
+        && n.len() == 4
+        && n.bytes().all(|b| b.is_ascii_digit())
+    {
+        return format!("http://terminology.hl7.org/CodeSystem/v2-{n}");
+    }
+    format!(
+        "http://example.com/v2-to-fhir-converter/CodeSystem/{}",
+        name.replace(' ', "-")
+    )
+}
+
+/// HL7 table 0203 (identifier type) display names for the codes seen in practice.
+fn identifier_type_display(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "MR" => "Medical record number",
+        "SS" => "Social Security number",
+        "PI" => "Patient internal identifier",
+        "PT" => "Patient external identifier",
+        "VN" => "Visit number",
+        "AN" => "Account number",
+        "DL" => "Driver's license number",
+        "PN" => "Person number",
+        "NPI" => "National provider identifier",
+        "FI" => "Facility ID",
+        "SB" => "Social Beneficiary Identifier",
+        "MC" => "Patient's Medicare number",
+        "MA" => "Patient Medicaid number",
+        "ANON" => "Anonymous identifier",
+        "PLAC" => "Placer identifier",
+        "FILL" => "Filler identifier",
+        "XX" => "Organization identifier",
+        "HC" => "Health Card Number",
+        "NI" => "National unique individual identifier",
+        "BR" => "Birth registry number",
+        "LR" => "Local Registry ID",
+        "EI" => "Employee number",
+        _ => return None,
+    })
+}
+
+/// Reads values out of one message: decoded text of components and subcomponents.
+struct Reader<'m, 'a> {
+    msg: &'m Message<'a>,
+    d: Delimiters,
+    latin1: bool,
+    offset: Option<String>,
+}
+
+impl<'a> Reader<'_, 'a> {
+    fn text(&self, raw: &[u8]) -> Option<String> {
+        if raw.is_empty() || raw == b"\"\"" {
+            return None;
+        }
+        let dec = aorta_hl7::escape::decode(raw, &self.d);
+        let s = if self.latin1 {
+            dec.iter().map(|&b| b as char).collect()
+        } else {
+            String::from_utf8_lossy(&dec).into_owned()
+        };
+        (!s.trim().is_empty()).then_some(s)
+    }
+
+    /// Component `n` (1-based), its first subcomponent, decoded.
+    fn c(&self, r: &Repetition<'a>, n: usize) -> Option<String> {
+        r.component(n)
+            .and_then(|c| c.subcomponent(1))
+            .and_then(|s| self.text(s))
+    }
+
+    /// Subcomponent `m` of component `n`.
+    fn sc(&self, r: &Repetition<'a>, n: usize, m: usize) -> Option<String> {
+        r.component(n)
+            .and_then(|c| c.subcomponent(m))
+            .and_then(|s| self.text(s))
+    }
+
+    fn reps(&self, seg: &Segment<'a>, field: usize) -> Vec<Repetition<'a>> {
+        seg.field(field)
+            .map(|f| f.repetitions().filter(|r| !r.raw().is_empty()).collect())
+            .unwrap_or_default()
+    }
+
+    fn first(&self, seg: &Segment<'a>, field: usize) -> Option<Repetition<'a>> {
+        self.reps(seg, field).into_iter().next()
+    }
+
+    /// Field `field`, component 1, decoded.
+    fn f(&self, seg: &Segment<'a>, field: usize) -> Option<String> {
+        self.first(seg, field).and_then(|r| self.c(&r, 1))
+    }
+
+    fn datetime(&self, v: Option<String>) -> Option<Value> {
+        v.and_then(|v| dtm_to_datetime(&v, self.offset.as_deref()))
+            .map(Value::String)
+    }
+
+    fn date(&self, v: Option<String>) -> Option<Value> {
+        v.and_then(|v| dtm_to_date(&v)).map(Value::String)
+    }
+
+    /// CWE/CE/CNE → CodeableConcept (primary and alternate codings, original text).
+    fn codeable(&self, r: &Repetition<'a>) -> Option<Value> {
+        let mut codings = Vec::new();
+        for (code, text, sys, ver) in [(1, 2, 3, 7), (4, 5, 6, 8)] {
+            let Some(c) = self.c(r, code) else {
+                continue;
+            };
+            let mut coding = Map::new();
+            coding.insert("code".into(), json!(c));
+            if let Some(t) = self.c(r, text) {
+                coding.insert("display".into(), json!(t));
+            }
+            if let Some(s) = self.c(r, sys) {
+                coding.insert("system".into(), json!(system_uri(&s)));
+            }
+            if let Some(v) = self.c(r, ver) {
+                coding.insert("version".into(), json!(v));
+            }
+            codings.push(Value::Object(coding));
+        }
+        let mut cc = Map::new();
+        if !codings.is_empty() {
+            cc.insert("coding".into(), Value::Array(codings));
+        }
+        if let Some(t) = self.c(r, 9) {
+            cc.insert("text".into(), json!(t));
+        } else if cc.is_empty()
+            && let Some(t) = self.c(r, 2)
+        {
+            cc.insert("text".into(), json!(t));
+        }
+        (!cc.is_empty()).then_some(Value::Object(cc))
+    }
+
+    fn codeable_field(&self, seg: &Segment<'a>, field: usize) -> Option<Value> {
+        self.first(seg, field).and_then(|r| self.codeable(&r))
+    }
+
+    /// A coded value in an HL7 table → CodeableConcept with the table's system.
+    fn table_code(&self, seg: &Segment<'a>, field: usize, table: &str) -> Option<Value> {
+        let r = self.first(seg, field)?;
+        let mut v = self.codeable(&r)?;
+        if let Some(c) = v.pointer_mut("/coding/0")
+            && c.get("system").is_none()
+        {
+            c["system"] = json!(format!("http://terminology.hl7.org/CodeSystem/v2-{table}"));
+        }
+        Some(v)
+    }
+
+    /// CX → Identifier.
+    fn identifier(&self, r: &Repetition<'a>) -> Option<Value> {
+        let value = self.c(r, 1)?;
+        let mut id = Map::new();
+        id.insert("value".into(), json!(value));
+        let system = match (self.sc(r, 4, 1), self.sc(r, 4, 2), self.sc(r, 4, 3)) {
+            (_, Some(oid), Some(t)) if t.eq_ignore_ascii_case("ISO") => {
+                Some(format!("urn:oid:{oid}"))
+            }
+            (Some(ns), _, _) => Some(format!(
+                "http://example.com/v2-to-fhir-converter/Identifier/{}",
+                ns.replace(' ', "-")
+            )),
+            _ => None,
+        };
+        if let Some(s) = system {
+            id.insert("system".into(), json!(s));
+        }
+        if let Some(t) = self.c(r, 5) {
+            let mut coding =
+                json!({"code": t, "system": "http://terminology.hl7.org/CodeSystem/v2-0203"});
+            if let Some(d) = identifier_type_display(&t) {
+                coding["display"] = json!(d);
+            }
+            id.insert("type".into(), json!({"coding": [coding]}));
+        }
+        let mut period = Map::new();
+        if let Some(s) = self.date(self.c(r, 7)) {
+            period.insert("start".into(), s);
+        }
+        if let Some(e) = self.date(self.c(r, 8)) {
+            period.insert("end".into(), e);
+        }
+        if !period.is_empty() {
+            id.insert("period".into(), Value::Object(period));
+        }
+        Some(Value::Object(id))
+    }
+
+    /// EI (entity identifier) → Identifier, optionally typed PLAC/FILL.
+    fn entity_identifier(&self, r: &Repetition<'a>, kind: Option<&str>) -> Option<Value> {
+        let value = self.c(r, 1)?;
+        let mut id = json!({"value": value});
+        match (self.c(r, 2), self.c(r, 3), self.c(r, 4)) {
+            (_, Some(oid), Some(t)) if t.eq_ignore_ascii_case("ISO") => {
+                id["system"] = json!(format!("urn:oid:{oid}"));
+            }
+            (Some(ns), _, _) => {
+                id["system"] = json!(format!(
+                    "http://example.com/v2-to-fhir-converter/Identifier/{}",
+                    ns.replace(' ', "-")
+                ));
+            }
+            _ => {}
+        }
+        if let Some(k) = kind {
+            id["type"] = json!({"coding": [{"code": k, "system": "http://terminology.hl7.org/CodeSystem/v2-0203"}]});
+        }
+        Some(id)
+    }
+
+    /// XPN → HumanName.
+    fn name(&self, r: &Repetition<'a>) -> Option<Value> {
+        let mut n = Map::new();
+        if let Some(f) = self.sc(r, 1, 1) {
+            n.insert("family".into(), json!(f));
+        }
+        let given: Vec<String> = [2, 3].iter().filter_map(|&i| self.c(r, i)).collect();
+        if !given.is_empty() {
+            n.insert("given".into(), json!(given));
+        }
+        if let Some(p) = self.c(r, 5) {
+            n.insert("prefix".into(), json!([p]));
+        }
+        let suffix: Vec<String> = [4, 6].iter().filter_map(|&i| self.c(r, i)).collect();
+        if !suffix.is_empty() {
+            n.insert("suffix".into(), json!(suffix));
+        }
+        if n.is_empty() {
+            return None;
+        }
+        // Table 0200 → name-use (v2-to-FHIR ConceptMap "NameType").
+        if let Some(u) = self.c(r, 7) {
+            let use_ = match u.as_str() {
+                "L" => Some("official"),
+                "D" => Some("usual"),
+                "M" | "B" => Some("maiden"),
+                "N" | "A" => Some("nickname"),
+                "C" => Some("old"),
+                "T" => Some("temp"),
+                "S" => Some("anonymous"),
+                _ => None,
+            };
+            if let Some(u) = use_ {
+                n.insert("use".into(), json!(u));
+            }
+        }
+        Some(Value::Object(n))
+    }
+
+    /// XAD → Address.
+    fn address(&self, r: &Repetition<'a>) -> Option<Value> {
+        let mut a = Map::new();
+        let lines: Vec<String> = [1, 2].iter().filter_map(|&i| self.c(r, i)).collect();
+        if !lines.is_empty() {
+            a.insert("line".into(), json!(lines));
+        }
+        for (i, k) in [
+            (3, "city"),
+            (4, "state"),
+            (5, "postalCode"),
+            (6, "country"),
+            (9, "district"),
+        ] {
+            if let Some(v) = self.c(r, i) {
+                a.insert(k.into(), json!(v));
+            }
+        }
+        if a.is_empty() {
+            return None;
+        }
+        // Table 0190 → address use/type.
+        match self.c(r, 7).as_deref() {
+            Some("H") => {
+                a.insert("use".into(), json!("home"));
+            }
+            Some("B" | "O") => {
+                a.insert("use".into(), json!("work"));
+            }
+            Some("C") => {
+                a.insert("use".into(), json!("temp"));
+            }
+            Some("M") => {
+                a.insert("type".into(), json!("postal"));
+            }
+            _ => {}
+        }
+        Some(Value::Object(a))
+    }
+
+    /// XTN → ContactPoint.
+    fn telecom(&self, r: &Repetition<'a>) -> Option<Value> {
+        let equipment = self.c(r, 3);
+        let value = if equipment.as_deref() == Some("Internet") {
+            self.c(r, 4)
+        } else {
+            self.c(r, 12)
+                .or_else(|| {
+                    let area = self.c(r, 6).unwrap_or_default();
+                    self.c(r, 7).map(|local| format!("{area}{local}"))
+                })
+                .or_else(|| self.c(r, 1))
+        }?;
+        let mut t = json!({"value": value});
+        // Table 0202 → contact-point-system.
+        let system = match equipment.as_deref() {
+            Some("PH" | "CP" | "BP") => Some("phone"),
+            Some("FX") => Some("fax"),
+            Some("Internet" | "X.400") => Some("email"),
+            Some("BP ") => Some("pager"),
+            Some(_) => Some("other"),
+            None => None,
+        };
+        if let Some(s) = system {
+            t["system"] = json!(s);
+        }
+        // Table 0201 → contact-point-use.
+        let use_ = match self.c(r, 2).as_deref() {
+            Some("PRN" | "ORN" | "VHN") => Some("home"),
+            Some("WPN") => Some("work"),
+            Some("PRS") => Some("mobile"),
+            _ if equipment.as_deref() == Some("CP") => Some("mobile"),
+            _ => None,
+        };
+        if let Some(u) = use_ {
+            t["use"] = json!(u);
+        }
+        Some(t)
+    }
+}
+
+/// A deterministic id: a UUID-shaped hash of the resource type and its identifying fields.
+pub fn resource_id(resource_type: &str, parts: &[&str]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(resource_type.as_bytes());
+    for p in parts {
+        h.update(&[0]);
+        h.update(p.as_bytes());
+    }
+    let v = h.digest128();
+    let x = format!("{v:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..]
+    )
+}
+
+struct Builder {
+    entries: Vec<Value>,
+}
+
+impl Builder {
+    fn add(&mut self, mut resource: Value, id: String) -> String {
+        let rt = resource["resourceType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        resource["id"] = json!(id);
+        let reference = format!("{rt}/{id}");
+        self.entries.push(json!({
+            "fullUrl": format!("urn:uuid:{id}"),
+            "resource": resource,
+            "request": {"method": "PUT", "url": reference},
+        }));
+        reference
+    }
+}
+
+fn insert(obj: &mut Value, key: &str, v: Option<Value>) {
+    if let Some(v) = v {
+        obj[key] = v;
+    }
+}
+
+fn non_empty(items: Vec<Value>) -> Option<Value> {
+    (!items.is_empty()).then_some(Value::Array(items))
+}
+
+/// Converts one message into a `batch` Bundle of `PUT` requests.
+pub fn convert(msg: &Message<'_>, options: &Options) -> Result<Value, ConvertError> {
+    let msh = msg
+        .segment_at(0)
+        .ok_or(ConvertError::Unsupported(String::new()))?;
+    let latin1 = crate::v2::latin1(msg);
+    let mut r = Reader {
+        msg,
+        d: msg.delimiters(),
+        latin1,
+        offset: None,
+    };
+    let msh7 = r.f(&msh, 7);
+    r.offset = msh7
+        .as_deref()
+        .and_then(v2_offset_of)
+        .or_else(|| options.default_offset.clone());
+    let t = r.first(&msh, 9);
+    let ty = t.as_ref().and_then(|t| r.c(t, 1)).unwrap_or_default();
+    let ev = t.as_ref().and_then(|t| r.c(t, 2)).unwrap_or_default();
+    let kind = format!("{ty}^{ev}");
+    if !SUPPORTED.contains(&kind.as_str()) {
+        return Err(ConvertError::Unsupported(kind));
+    }
+    let mut b = Builder {
+        entries: Vec::new(),
+    };
+    let pid = msg.segment("PID", 1);
+    let patient_ref = match &pid {
+        Some(pid) => Some(patient(&r, pid, &mut b)),
+        None if ty == "ADT" || ty == "VXU" => {
+            return Err(ConvertError::Missing {
+                structure: kind,
+                segment: "PID",
+            });
+        }
+        None => None,
+    };
+    let encounter_ref = msg.segment("PV1", 1).map(|pv1| {
+        encounter(
+            &r,
+            &pv1,
+            msg.segment("PV2", 1).as_ref(),
+            &ev,
+            patient_ref.as_deref(),
+            &mut b,
+        )
+    });
+    let (p, e) = (patient_ref.as_deref(), encounter_ref.as_deref());
+    match ty.as_str() {
+        "ORU" => orders(&r, p, e, &mut b),
+        "VXU" => immunizations(&r, p, &mut b),
+        "ORM" | "OML" => orders(&r, p, e, &mut b),
+        "RDE" => medication_orders(&r, p, e, &mut b),
+        _ => {}
+    }
+    // OBX becomes an Observation in every message type (ADT and VXU carry them too); only a
+    // result message turns OBR into a DiagnosticReport.
+    results(&r, p, e, &mut b, ty == "ORU");
+    let mut bundle = json!({"resourceType": "Bundle", "type": "batch"});
+    // Bundle.timestamp is an instant: only a MSH-7 with seconds and an offset qualifies.
+    let instant = r.datetime(msh7).filter(|t| {
+        t.as_str()
+            .is_some_and(|t| crate::datetime::check(crate::datetime::Kind::Instant, t).is_ok())
+    });
+    insert(&mut bundle, "timestamp", instant);
+    if let Some(id) = msg.control_id().and_then(|c| r.text(c)) {
+        bundle["identifier"] = json!({"value": id});
+    }
+    bundle["entry"] = Value::Array(b.entries);
+    Ok(bundle)
+}
+
+fn latin1(msg: &Message<'_>) -> bool {
+    aorta_hl7::validate::charset(msg) == aorta_hl7::validate::Charset::Latin1
+}
+
+fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
+    let mut p = json!({"resourceType": "Patient"});
+    let mut ids: Vec<Value> = [2, 3, 4]
+        .iter()
+        .flat_map(|&f| r.reps(pid, f))
+        .filter_map(|x| r.identifier(&x))
+        .collect();
+    if let Some(ssn) = r.f(pid, 19) {
+        ids.push(json!({"value": ssn, "type": {"coding": [{"code": "SB", "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "display": "Social Beneficiary Identifier"}]}, "system": "http://hl7.org/fhir/sid/us-ssn"}));
+    }
+    if let Some(dl) = r.first(pid, 20)
+        && let Some(v) = r.c(&dl, 1)
+    {
+        let mut id = json!({"value": v, "type": {"coding": [{"code": "DL"}]}});
+        if let Some(s) = r.c(&dl, 2) {
+            id["system"] = json!(system_uri(&s));
+        }
+        if let Some(e) = r.date(r.c(&dl, 3)) {
+            id["period"] = json!({"end": e});
+        }
+        ids.push(id);
+    }
+    let key: Vec<String> = ids
+        .iter()
+        .map(|i| {
+            format!(
+                "{}|{}",
+                i["system"].as_str().unwrap_or(""),
+                i["value"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    insert(&mut p, "identifier", non_empty(ids));
+    insert(
+        &mut p,
+        "name",
+        non_empty(r.reps(pid, 5).iter().filter_map(|x| r.name(x)).collect()),
+    );
+    // Table 0001 → administrative-gender (v2-to-FHIR ConceptMap "AdministrativeSex").
+    let gender = match r.f(pid, 8).as_deref() {
+        Some("M") => Some("male"),
+        Some("F") => Some("female"),
+        Some("O" | "A" | "N") => Some("other"),
+        Some("U") => Some("unknown"),
+        _ => None,
+    };
+    insert(&mut p, "gender", gender.map(|g| json!(g)));
+    insert(&mut p, "birthDate", r.date(r.f(pid, 7)));
+    insert(
+        &mut p,
+        "address",
+        non_empty(
+            r.reps(pid, 11)
+                .iter()
+                .filter_map(|x| r.address(x))
+                .collect(),
+        ),
+    );
+    let mut telecom: Vec<Value> = r
+        .reps(pid, 13)
+        .iter()
+        .filter_map(|x| r.telecom(x))
+        .collect();
+    telecom.extend(r.reps(pid, 14).iter().filter_map(|x| {
+        let mut t = r.telecom(x)?;
+        if t.get("use").is_none() {
+            t["use"] = json!("work");
+        }
+        Some(t)
+    }));
+    insert(&mut p, "telecom", non_empty(telecom));
+    if let Some(mut m) = r.codeable_field(pid, 16) {
+        if let Some(c) = m.pointer_mut("/coding/0") {
+            c["system"] = json!("http://terminology.hl7.org/CodeSystem/v3-MaritalStatus");
+        }
+        p["maritalStatus"] = m;
+    }
+    match r.f(pid, 30).as_deref() {
+        Some("Y") => {
+            p["deceasedDateTime"] = r.datetime(r.f(pid, 29)).unwrap_or(json!(true));
+            if p["deceasedDateTime"] == json!(true) {
+                p.as_object_mut().map(|o| o.remove("deceasedDateTime"));
+                p["deceasedBoolean"] = json!(true);
+            }
+        }
+        Some("N") => p["deceasedBoolean"] = json!(false),
+        _ => {
+            insert(&mut p, "deceasedDateTime", r.datetime(r.f(pid, 29)));
+        }
+    }
+    match (
+        r.f(pid, 24).as_deref(),
+        r.f(pid, 25).and_then(|n| n.parse::<i64>().ok()),
+    ) {
+        (_, Some(n)) => p["multipleBirthInteger"] = json!(n),
+        (Some("Y"), None) => p["multipleBirthBoolean"] = json!(true),
+        (Some("N"), None) => p["multipleBirthBoolean"] = json!(false),
+        _ => {}
+    }
+    // US Core race (PID-10) and ethnicity (PID-22) extensions, CDC Race & Ethnicity codes.
+    let mut ext = Vec::new();
+    for (field, url) in [
+        (
+            10,
+            "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+        ),
+        (
+            22,
+            "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity",
+        ),
+    ] {
+        let mut parts = Vec::new();
+        let mut texts = Vec::new();
+        for rep in r.reps(pid, field) {
+            let Some(code) = r.c(&rep, 1) else { continue };
+            let display = r.c(&rep, 2);
+            let mut coding = json!({"code": code, "system": "urn:oid:2.16.840.1.113883.6.238"});
+            if let Some(d) = &display {
+                coding["display"] = json!(d);
+                texts.push(d.clone());
+            }
+            parts.push(json!({"url": "ombCategory", "valueCoding": coding}));
+        }
+        if !parts.is_empty() {
+            let text = if texts.is_empty() {
+                "unknown".to_string()
+            } else {
+                texts.join(", ")
+            };
+            parts.push(json!({"url": "text", "valueString": text}));
+            ext.push(json!({"url": url, "extension": parts}));
+        }
+    }
+    insert(&mut p, "extension", non_empty(ext));
+    if let Some(lang) = r.codeable_field(pid, 15) {
+        p["communication"] = json!([{"language": lang, "preferred": true}]);
+    }
+    let id = if key.is_empty() {
+        resource_id(
+            "Patient",
+            &[
+                &p["name"].to_string(),
+                p["birthDate"].as_str().unwrap_or(""),
+            ],
+        )
+    } else {
+        let k: Vec<&str> = key.iter().map(String::as_str).collect();
+        resource_id("Patient", &k)
+    };
+    b.add(p, id)
+}
+
+fn encounter(
+    r: &Reader<'_, '_>,
+    pv1: &Segment<'_>,
+    pv2: Option<&Segment<'_>>,
+    event: &str,
+    patient: Option<&str>,
+    b: &mut Builder,
+) -> String {
+    let mut e = json!({"resourceType": "Encounter"});
+    // Table 0004 patient class → v3-ActCode (v2-to-FHIR ConceptMap "PatientClass").
+    let class = match r.f(pv1, 2).as_deref() {
+        Some("E") => ("EMER", "emergency"),
+        Some("I") => ("IMP", "inpatient encounter"),
+        Some("O") => ("AMB", "ambulatory"),
+        Some("P") => ("PRENC", "pre-admission"),
+        Some("R") => ("IMP", "inpatient encounter"),
+        Some("B") => ("OBSENC", "observation encounter"),
+        _ => ("", ""),
+    };
+    if !class.0.is_empty() {
+        e["class"] = json!({"code": class.0, "display": class.1, "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode"});
+    } else if let Some(c) = r.f(pv1, 2) {
+        e["class"] = json!({"code": c, "system": "http://terminology.hl7.org/CodeSystem/v2-0004"});
+    }
+    let discharged = r.f(pv1, 45).is_some();
+    let status = match event {
+        "A03" => "finished",
+        "A05" | "A14" => "planned",
+        "A11" | "A27" => "cancelled",
+        _ if discharged => "finished",
+        "A01" | "A02" | "A04" | "A06" | "A07" | "A08" | "A13" => "in-progress",
+        _ => "unknown",
+    };
+    e["status"] = json!(status);
+    if let Some(vn) = r.first(pv1, 19)
+        && let Some(mut id) = r.identifier(&vn)
+    {
+        if id.get("type").is_none() {
+            id["type"] = json!({"coding": [{"code": "VN", "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "display": "Visit number"}]});
+        }
+        e["identifier"] = json!([id]);
+    }
+    insert(
+        &mut e,
+        "type",
+        r.table_code(pv1, 4, "0007").map(|c| json!([c])),
+    );
+    if let Some(s) = r.f(pv1, 10) {
+        e["serviceType"] = json!({"coding": [{"code": s}]});
+    }
+    let mut period = Map::new();
+    if let Some(s) = r.datetime(r.f(pv1, 44)) {
+        period.insert("start".into(), s);
+    }
+    if let Some(end) = r.datetime(r.f(pv1, 45)) {
+        period.insert("end".into(), end);
+    }
+    if !period.is_empty() {
+        e["period"] = Value::Object(period);
+    }
+    let mut hosp = Map::new();
+    if let Some(v) = r.table_code(pv1, 13, "0092") {
+        hosp.insert("reAdmission".into(), v);
+    }
+    if let Some(v) = r.codeable_field(pv1, 14) {
+        hosp.insert("admitSource".into(), v);
+    }
+    if let Some(v) = r.codeable_field(pv1, 36) {
+        hosp.insert("dischargeDisposition".into(), v);
+    }
+    if let Some(v) = r.codeable_field(pv1, 38) {
+        hosp.insert("dietPreference".into(), json!([v]));
+    }
+    if !hosp.is_empty() {
+        e["hospitalization"] = Value::Object(hosp);
+    }
+    // PV1-7/8/9/17 (XCN) → participants (v3-ParticipationType) and Practitioner resources.
+    let mut participants = Vec::new();
+    for (field, code, label) in [
+        (7, "ATND", "attender"),
+        (8, "REF", "referrer"),
+        (9, "CON", "consultant"),
+        (17, "ADM", "admitter"),
+    ] {
+        for x in r.reps(pv1, field) {
+            let Some(pr) = practitioner(r, &x, b) else {
+                continue;
+            };
+            participants.push(json!({
+                "type": [{"coding": [{"code": code, "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "display": label}], "text": label}],
+                "individual": {"reference": pr},
+            }));
+        }
+    }
+    insert(&mut e, "participant", non_empty(participants));
+    if let Some(pv2) = pv2
+        && let Some(reason) = r.codeable_field(pv2, 3)
+    {
+        e["reasonCode"] = json!([reason]);
+    }
+    if let Some(p) = patient {
+        e["subject"] = json!({"reference": p});
+    }
+    let key = e["identifier"].to_string();
+    let id = resource_id(
+        "Encounter",
+        &[
+            patient.unwrap_or(""),
+            &key,
+            e["period"].to_string().as_str(),
+        ],
+    );
+    b.add(e, id)
+}
+
+/// XCN → Practitioner (identifier XCN-1 in the XCN-9 namespace, name XCN-2..6).
+fn practitioner(r: &Reader<'_, '_>, x: &Repetition<'_>, b: &mut Builder) -> Option<String> {
+    let mut p = json!({"resourceType": "Practitioner"});
+    let id_value = r.c(x, 1);
+    if let Some(v) = &id_value {
+        let mut id = json!({"value": v});
+        match (r.sc(x, 9, 1), r.sc(x, 9, 2), r.sc(x, 9, 3)) {
+            (_, Some(oid), Some(t)) if t.eq_ignore_ascii_case("ISO") => {
+                id["system"] = json!(format!("urn:oid:{oid}"));
+            }
+            (Some(ns), _, _) => {
+                id["system"] = json!(format!(
+                    "http://example.com/v2-to-fhir-converter/Identifier/{}",
+                    ns.replace(' ', "-")
+                ));
+            }
+            _ => {}
+        }
+        p["identifier"] = json!([id]);
+    }
+    let mut n = Map::new();
+    if let Some(f) = r.sc(x, 2, 1) {
+        n.insert("family".into(), json!(f));
+    }
+    let given: Vec<String> = [3, 4].iter().filter_map(|&i| r.c(x, i)).collect();
+    if !given.is_empty() {
+        n.insert("given".into(), json!(given));
+    }
+    if let Some(sfx) = r.c(x, 5) {
+        n.insert("suffix".into(), json!([sfx]));
+    }
+    if let Some(pfx) = r.c(x, 6) {
+        n.insert("prefix".into(), json!([pfx]));
+    }
+    if id_value.is_none() && n.is_empty() {
+        return None;
+    }
+    let name = Value::Object(n);
+    let id = resource_id(
+        "Practitioner",
+        &[
+            id_value.as_deref().unwrap_or(""),
+            &p["identifier"].to_string(),
+            &name.to_string(),
+        ],
+    );
+    if name.as_object().is_some_and(|n| !n.is_empty()) {
+        p["name"] = json!([name]);
+    }
+    Some(b.add(p, id))
+}
+
+/// OBX-11 (table 0085) → Observation.status (v2-to-FHIR ConceptMap "ObservationResultStatus").
+fn observation_status(code: Option<&str>) -> &'static str {
+    match code {
+        Some("F" | "U") => "final",
+        Some("C") => "corrected",
+        Some("A") => "amended",
+        Some("P" | "R" | "S") => "preliminary",
+        Some("I") => "registered",
+        Some("D" | "W") => "entered-in-error",
+        Some("X" | "N") => "cancelled",
+        _ => "unknown",
+    }
+}
+
+/// OBR-25 (table 0123) → DiagnosticReport.status.
+fn report_status(code: Option<&str>) -> &'static str {
+    match code {
+        Some("F") => "final",
+        Some("C") => "corrected",
+        Some("P") => "preliminary",
+        Some("A" | "R" | "S") => "partial",
+        Some("I" | "O") => "registered",
+        Some("X") => "cancelled",
+        _ => "unknown",
+    }
+}
+
+fn observation(
+    r: &Reader<'_, '_>,
+    obx: &Segment<'_>,
+    notes: &[Value],
+    patient: Option<&str>,
+    encounter: Option<&str>,
+    context: &str,
+    b: &mut Builder,
+) -> Option<String> {
+    let mut o = json!({"resourceType": "Observation"});
+    o["status"] = json!(observation_status(r.f(obx, 11).as_deref()));
+    o["code"] = r.codeable_field(obx, 3)?;
+    let vt = r.f(obx, 2).unwrap_or_default();
+    let values = r.reps(obx, 5);
+    if let Some(v) = values.first() {
+        match vt.as_str() {
+            "NM" | "SN" => {
+                let (comparator, num) = if vt == "SN" {
+                    (r.c(v, 1), r.c(v, 2))
+                } else {
+                    (None, r.c(v, 1))
+                };
+                if let Some(n) = num.as_deref().map(str::trim).filter(|n| is_decimal(n)) {
+                    let mut q = json!({"value": Value::Number(decimal(n))});
+                    if let Some(c) =
+                        comparator.filter(|c| ["<", "<=", ">", ">="].contains(&c.as_str()))
+                    {
+                        q["comparator"] = json!(c);
+                    }
+                    if let Some(u) = r.first(obx, 6) {
+                        if let Some(unit) = r.c(&u, 2).or_else(|| r.c(&u, 1)) {
+                            q["unit"] = json!(unit);
+                        }
+                        if let Some(code) = r.c(&u, 1) {
+                            let sys = r.c(&u, 3).map(|s| system_uri(&s));
+                            if sys.as_deref() == Some("http://unitsofmeasure.org")
+                                || r.c(&u, 3).is_none()
+                            {
+                                q["system"] = json!("http://unitsofmeasure.org");
+                                q["code"] = json!(code);
+                            }
+                        }
+                    }
+                    o["valueQuantity"] = q;
+                } else if let Some(text) = r.text(v.raw()) {
+                    o["valueString"] = json!(text);
+                }
+            }
+            "CWE" | "CE" | "CNE" | "CF" => insert(&mut o, "valueCodeableConcept", r.codeable(v)),
+            "DT" => insert(&mut o, "valueDateTime", r.date(r.c(v, 1))),
+            "TS" | "DTM" => insert(&mut o, "valueDateTime", r.datetime(r.c(v, 1))),
+            "TM" => {}
+            _ => {
+                let text: Vec<String> = values.iter().filter_map(|x| r.text(x.raw())).collect();
+                if !text.is_empty() {
+                    o["valueString"] = json!(text.join("\n"));
+                }
+            }
+        }
+    }
+    if let Some(range) = r.f(obx, 7) {
+        let mut rr = json!({"text": range});
+        if let Some((lo, hi)) = range.split_once('-')
+            && is_decimal(lo.trim())
+            && is_decimal(hi.trim())
+        {
+            rr["low"] = json!({"value": Value::Number(decimal(lo.trim()))});
+            rr["high"] = json!({"value": Value::Number(decimal(hi.trim()))});
+        }
+        o["referenceRange"] = json!([rr]);
+    }
+    let interp: Vec<Value> = r
+        .reps(obx, 8)
+        .iter()
+        .filter_map(|x| {
+            let mut c = r.codeable(x)?;
+            if let Some(cd) = c.pointer_mut("/coding/0") {
+                cd["system"] =
+                    json!("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation");
+            }
+            Some(c)
+        })
+        .collect();
+    insert(&mut o, "interpretation", non_empty(interp));
+    insert(&mut o, "effectiveDateTime", r.datetime(r.f(obx, 14)));
+    insert(&mut o, "method", r.codeable_field(obx, 17));
+    insert(&mut o, "bodySite", r.codeable_field(obx, 20));
+    if let Some(id) = r.first(obx, 21).and_then(|x| r.entity_identifier(&x, None)) {
+        o["identifier"] = json!([id]);
+    }
+    if !notes.is_empty() {
+        o["note"] = json!(notes);
+    }
+    if let Some(p) = patient {
+        o["subject"] = json!({"reference": p});
+    }
+    if let Some(e) = encounter {
+        o["encounter"] = json!({"reference": e});
+    }
+    let id = resource_id(
+        "Observation",
+        &[
+            context,
+            &r.f(obx, 1).unwrap_or_default(),
+            &o["code"].to_string(),
+            &r.f(obx, 14).unwrap_or_default(),
+        ],
+    );
+    Some(b.add(o, id))
+}
+
+/// An HL7 v2 NM value (optional sign, digits, optional point and digits; `.5` allowed).
+fn is_decimal(s: &str) -> bool {
+    let s = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    (!int.is_empty() || !frac.is_empty())
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && !(s.contains('.') && frac.is_empty())
+}
+
+/// A v2 NM as a FHIR decimal, digits exactly as written (FHIR keeps `7.20` distinct from
+/// `7.2`) but in JSON's number grammar: no `+`, no leading zeros, a digit before the point.
+fn decimal(s: &str) -> serde_json::Number {
+    let (sign, body) = match s.strip_prefix('-') {
+        Some(b) => ("-", b),
+        None => ("", s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let int = int.trim_start_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    let text = if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    };
+    serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Number::from(0))
+}
+
+/// NTE segments following `at` (until the next non-NTE, non-Z segment) → Annotations.
+fn notes_after(r: &Reader<'_, '_>, at: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut i = at + 1;
+    while let Some(s) = r.msg.segment_at(i) {
+        match s.id() {
+            b"NTE" => {
+                let text: Vec<String> = r
+                    .reps(&s, 3)
+                    .iter()
+                    .filter_map(|x| r.text(x.raw()))
+                    .collect();
+                if !text.is_empty() {
+                    let mut n = json!({"text": text.join("\n")});
+                    insert(&mut n, "time", r.datetime(r.f(&s, 6)));
+                    out.push(n);
+                }
+            }
+            id if id.first() == Some(&b'Z') || id == b"PRT" => {}
+            _ => break,
+        }
+        i += 1;
+    }
+    out
+}
+
+fn results(
+    r: &Reader<'_, '_>,
+    patient: Option<&str>,
+    encounter: Option<&str>,
+    b: &mut Builder,
+    reports: bool,
+) {
+    let mut report: Option<(Value, Vec<Value>, String)> = None;
+    let mut specimens = Vec::new();
+    let flush = |report: &mut Option<(Value, Vec<Value>, String)>,
+                 specimens: &mut Vec<Value>,
+                 b: &mut Builder| {
+        if let Some((mut dr, results, key)) = report.take() {
+            if !results.is_empty() {
+                dr["result"] = Value::Array(results);
+            }
+            if !specimens.is_empty() {
+                dr["specimen"] = Value::Array(std::mem::take(specimens));
+            }
+            let id = resource_id("DiagnosticReport", &[patient.unwrap_or(""), &key]);
+            b.add(dr, id);
+        }
+    };
+    for s in r.msg.segments() {
+        match s.id() {
+            b"OBR" if reports => {
+                flush(&mut report, &mut specimens, b);
+                let mut dr = json!({"resourceType": "DiagnosticReport"});
+                let mut ids = Vec::new();
+                if let Some(x) = r
+                    .first(&s, 2)
+                    .and_then(|x| r.entity_identifier(&x, Some("PLAC")))
+                {
+                    ids.push(x);
+                }
+                if let Some(x) = r
+                    .first(&s, 3)
+                    .and_then(|x| r.entity_identifier(&x, Some("FILL")))
+                {
+                    ids.push(x);
+                }
+                let key = format!("{}|{}", json!(ids), r.f(&s, 4).unwrap_or_default());
+                insert(&mut dr, "identifier", non_empty(ids));
+                dr["status"] = json!(report_status(r.f(&s, 25).as_deref()));
+                insert(&mut dr, "code", r.codeable_field(&s, 4));
+                if dr.get("code").is_none() {
+                    dr["code"] = json!({"text": "unknown"});
+                }
+                insert(&mut dr, "effectiveDateTime", r.datetime(r.f(&s, 7)));
+                insert(
+                    &mut dr,
+                    "issued",
+                    r.f(&s, 22).and_then(|v| {
+                        let t = dtm_to_datetime(&v, r.offset.as_deref())?;
+                        crate::datetime::check(crate::datetime::Kind::Instant, &t).ok()?;
+                        Some(json!(t))
+                    }),
+                );
+                if let Some(p) = patient {
+                    dr["subject"] = json!({"reference": p});
+                }
+                if let Some(e) = encounter {
+                    dr["encounter"] = json!({"reference": e});
+                }
+                report = Some((dr, Vec::new(), key));
+            }
+            b"OBX" => {
+                let context = report.as_ref().map(|x| x.2.clone()).unwrap_or_default();
+                let notes = notes_after(r, s.index());
+                if let Some(o) = observation(r, &s, &notes, patient, encounter, &context, b)
+                    && let Some((_, results, _)) = report.as_mut()
+                {
+                    results.push(json!({"reference": o}));
+                }
+            }
+            b"SPM" => {
+                if let Some(sp) = specimen(r, &s, patient, b) {
+                    specimens.push(json!({"reference": sp}));
+                }
+            }
+            _ => {}
+        }
+    }
+    flush(&mut report, &mut specimens, b);
+}
+
+fn specimen(
+    r: &Reader<'_, '_>,
+    spm: &Segment<'_>,
+    patient: Option<&str>,
+    b: &mut Builder,
+) -> Option<String> {
+    let mut sp = json!({"resourceType": "Specimen"});
+    let mut ids = Vec::new();
+    if let Some(eip) = r.first(spm, 2) {
+        // EIP: placer assigned identifier (1), filler assigned identifier (2), each an EI
+        // written with subcomponents.
+        if let Some(v) = r.sc(&eip, 1, 1) {
+            ids.push(json!({"value": v, "type": {"coding": [{"code": "PLAC", "system": "http://terminology.hl7.org/CodeSystem/v2-0203"}]}}));
+        }
+        if let Some(v) = r.sc(&eip, 2, 1) {
+            ids.push(json!({"value": v, "type": {"coding": [{"code": "FILL", "system": "http://terminology.hl7.org/CodeSystem/v2-0203"}]}}));
+        }
+    }
+    let key = json!(ids).to_string();
+    insert(&mut sp, "identifier", non_empty(ids));
+    insert(&mut sp, "type", r.codeable_field(spm, 4));
+    let mut collection = Map::new();
+    if let Some(v) = r.codeable_field(spm, 8) {
+        collection.insert("bodySite".into(), v);
+    }
+    if let Some(v) = r.codeable_field(spm, 7) {
+        collection.insert("method".into(), v);
+    }
+    if let Some(rng) = r.first(spm, 17)
+        && let Some(s) = r.datetime(r.sc(&rng, 1, 1))
+    {
+        collection.insert("collectedDateTime".into(), s);
+    }
+    if !collection.is_empty() {
+        sp["collection"] = Value::Object(collection);
+    }
+    insert(&mut sp, "receivedTime", r.datetime(r.f(spm, 18)));
+    if let Some(p) = patient {
+        sp["subject"] = json!({"reference": p});
+    }
+    let id = resource_id(
+        "Specimen",
+        &[
+            patient.unwrap_or(""),
+            &key,
+            &r.f(spm, 1).unwrap_or_default(),
+        ],
+    );
+    Some(b.add(sp, id))
+}
+
+fn immunizations(r: &Reader<'_, '_>, patient: Option<&str>, b: &mut Builder) {
+    for rxa in r.msg.segments().filter(|s| s.id() == b"RXA") {
+        let mut im = json!({"resourceType": "Immunization"});
+        // RXA-20 completion status (table 0322) → Immunization.status.
+        im["status"] = json!(match r.f(&rxa, 20).as_deref() {
+            Some("RE" | "NA") => "not-done",
+            Some("PA") => "completed",
+            _ if r.f(&rxa, 21).as_deref() == Some("D") => "entered-in-error",
+            _ => "completed",
+        });
+        im["vaccineCode"] = r
+            .codeable_field(&rxa, 5)
+            .unwrap_or(json!({"text": "unknown"}));
+        match r.datetime(r.f(&rxa, 3)) {
+            Some(t) => im["occurrenceDateTime"] = t,
+            None => im["occurrenceString"] = json!("unknown"),
+        }
+        if let Some(p) = patient {
+            im["patient"] = json!({"reference": p});
+        }
+        if let Some(amount) = r
+            .f(&rxa, 6)
+            .filter(|a| is_decimal(a.trim()) && a.trim() != "999")
+        {
+            let mut q = json!({"value": Value::Number(decimal(amount.trim()))});
+            if let Some(u) = r.first(&rxa, 7) {
+                if let Some(code) = r.c(&u, 1) {
+                    q["code"] = json!(code);
+                    q["system"] = json!("http://unitsofmeasure.org");
+                }
+                if let Some(unit) = r.c(&u, 2).or_else(|| r.c(&u, 1)) {
+                    q["unit"] = json!(unit);
+                }
+            }
+            im["doseQuantity"] = q;
+        }
+        insert(&mut im, "lotNumber", r.f(&rxa, 15).map(|v| json!(v)));
+        insert(&mut im, "expirationDate", r.date(r.f(&rxa, 16)));
+        if let Some(rxr) = r
+            .msg
+            .segments()
+            .find(|s| s.id() == b"RXR" && s.index() > rxa.index())
+        {
+            insert(&mut im, "route", r.codeable_field(&rxr, 1));
+            insert(&mut im, "site", r.codeable_field(&rxr, 2));
+        }
+        let id = resource_id(
+            "Immunization",
+            &[
+                patient.unwrap_or(""),
+                &im["vaccineCode"].to_string(),
+                &r.f(&rxa, 3).unwrap_or_default(),
+            ],
+        );
+        b.add(im, id);
+    }
+}
+
+/// ORC-5 (table 0038) → request status.
+fn request_status(code: Option<&str>) -> &'static str {
+    match code {
+        Some("CA" | "DC" | "RP") => "revoked",
+        Some("CM") => "completed",
+        Some("HD") => "on-hold",
+        Some("IP" | "SC" | "A") => "active",
+        Some("ER") => "entered-in-error",
+        _ => "unknown",
+    }
+}
+
+/// Order groups: an ORC with the OBR that follows it, or an OBR on its own (ORC is optional
+/// in ORU_R01).
+fn order_groups<'a>(r: &Reader<'_, 'a>) -> Vec<(usize, Option<Segment<'a>>, Option<Segment<'a>>)> {
+    let mut groups: Vec<(usize, Option<Segment<'a>>, Option<Segment<'a>>)> = Vec::new();
+    for s in r.msg.segments() {
+        match s.id() {
+            b"ORC" => groups.push((s.index(), Some(s), None)),
+            b"OBR" => match groups.last_mut() {
+                Some((_, Some(_), obr @ None)) => *obr = Some(s),
+                _ => groups.push((s.index(), None, Some(s))),
+            },
+            _ => {}
+        }
+    }
+    groups
+}
+
+fn orders(r: &Reader<'_, '_>, patient: Option<&str>, encounter: Option<&str>, b: &mut Builder) {
+    for (i, orc, obr) in order_groups(r) {
+        let (orc, obr) = (orc.as_ref(), obr.as_ref());
+        let mut sr = json!({"resourceType": "ServiceRequest"});
+        let status = orc.and_then(|o| r.f(o, 5));
+        sr["status"] = json!(match status {
+            Some(s) => request_status(Some(&s)),
+            // A result's order has been carried out.
+            None if obr.and_then(|o| r.f(o, 25)).is_some() => "completed",
+            None => "unknown",
+        });
+        // ORC-1 (table 0119): an order control of NW/RO/… is an order.
+        sr["intent"] = json!("order");
+        let mut ids = Vec::new();
+        let placer = orc
+            .and_then(|o| r.first(o, 2))
+            .or_else(|| obr.and_then(|o| r.first(o, 2)));
+        let filler = orc
+            .and_then(|o| r.first(o, 3))
+            .or_else(|| obr.and_then(|o| r.first(o, 3)));
+        if let Some(x) = placer.and_then(|x| r.entity_identifier(&x, Some("PLAC"))) {
+            ids.push(x);
+        }
+        if let Some(x) = filler.and_then(|x| r.entity_identifier(&x, Some("FILL"))) {
+            ids.push(x);
+        }
+        let key = json!(ids).to_string();
+        insert(&mut sr, "identifier", non_empty(ids));
+        if let Some(obr) = obr {
+            insert(&mut sr, "code", r.codeable_field(obr, 4));
+            insert(&mut sr, "occurrenceDateTime", r.datetime(r.f(obr, 7)));
+            if let Some(p) = r.codeable_field(obr, 5)
+                && let Some(code) = p.pointer("/coding/0/code").and_then(Value::as_str)
+            {
+                let pr = match code {
+                    "S" => Some("stat"),
+                    "A" => Some("asap"),
+                    "R" => Some("routine"),
+                    _ => None,
+                };
+                insert(&mut sr, "priority", pr.map(|x| json!(x)));
+            }
+        }
+        insert(
+            &mut sr,
+            "authoredOn",
+            orc.and_then(|o| r.datetime(r.f(o, 9))),
+        );
+        if let Some(p) = patient {
+            sr["subject"] = json!({"reference": p});
+        }
+        if let Some(e) = encounter {
+            sr["encounter"] = json!({"reference": e});
+        }
+        let id = resource_id(
+            "ServiceRequest",
+            &[patient.unwrap_or(""), &key, &i.to_string()],
+        );
+        b.add(sr, id);
+    }
+}
+
+fn medication_orders(
+    r: &Reader<'_, '_>,
+    patient: Option<&str>,
+    encounter: Option<&str>,
+    b: &mut Builder,
+) {
+    let segs: Vec<Segment<'_>> = r.msg.segments().collect();
+    for (i, orc) in segs.iter().enumerate().filter(|(_, s)| s.id() == b"ORC") {
+        let group: Vec<&Segment<'_>> = segs[i + 1..]
+            .iter()
+            .take_while(|s| s.id() != b"ORC")
+            .collect();
+        let rxe = group.iter().find(|s| s.id() == b"RXE");
+        let rxo = group.iter().find(|s| s.id() == b"RXO");
+        let mut mr = json!({"resourceType": "MedicationRequest"});
+        mr["status"] = json!(match request_status(r.f(orc, 5).as_deref()) {
+            "revoked" => "cancelled",
+            "unknown" => "unknown",
+            s => s,
+        });
+        mr["intent"] = json!("order");
+        let med = rxe
+            .and_then(|s| r.codeable_field(s, 2))
+            .or_else(|| rxo.and_then(|s| r.codeable_field(s, 1)));
+        mr["medicationCodeableConcept"] = med.unwrap_or(json!({"text": "unknown"}));
+        let mut ids = Vec::new();
+        if let Some(x) = r
+            .first(orc, 2)
+            .and_then(|x| r.entity_identifier(&x, Some("PLAC")))
+        {
+            ids.push(x);
+        }
+        if let Some(x) = r
+            .first(orc, 3)
+            .and_then(|x| r.entity_identifier(&x, Some("FILL")))
+        {
+            ids.push(x);
+        }
+        let key = json!(ids).to_string();
+        insert(&mut mr, "identifier", non_empty(ids));
+        insert(&mut mr, "authoredOn", r.datetime(r.f(orc, 9)));
+        if let Some(p) = patient {
+            mr["subject"] = json!({"reference": p});
+        }
+        if let Some(e) = encounter {
+            mr["encounter"] = json!({"reference": e});
+        }
+        let id = resource_id(
+            "MedicationRequest",
+            &[patient.unwrap_or(""), &key, &i.to_string()],
+        );
+        b.add(mr, id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle(raw: &str) -> Value {
+        let m = aorta_hl7::parse(raw.as_bytes()).unwrap();
+        convert(&m, &Options::default()).unwrap()
+    }
+
+    fn of_type<'v>(b: &'v Value, rt: &str) -> Vec<&'v Value> {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["resource"])
+            .filter(|r| r["resourceType"] == rt)
+            .collect()
+    }
+
+    const ORU: &str = "MSH|^~\\&|LAB|HOSP|EHR|HOSP|20260101083000-0500||ORU^R01^ORU_R01|MSG1|P|2.5.1\r\
+        PID|1||12345^^^HOSP&1.2.3&ISO^MR||Doe^Jane^Q||19700228|F|||1 Main St^^Springfield^IL^62701^USA^H||^PRN^PH^^1^217^5551234\r\
+        PV1|1|O|||||||||||||||||V1^^^HOSP^VN|||||||||||||||||||||||||202601010800\r\
+        OBR|1|P1^EHR|F1^LAB|24323-8^Comprehensive metabolic panel^LN|||202601010745|||||||||||||||202601010829||CH|F\r\
+        OBX|1|NM|2345-7^Glucose^LN||105.50|mg/dL^milligrams per deciliter^UCUM|70-99|H|||F|||202601010745\r\
+        NTE|1||Fasting\r\
+        OBX|2|ST|8251-1^Comment^LN||hemolysed \\T\\ repeated||||||F\r\
+        OBX|3|CWE|600-7^Culture^LN||27268008^Salmonella^SCT||||||P\r\
+        OBX|4|SN|2160-0^Creatinine^LN||<^0.5|mg/dL^^UCUM|||||F\r";
+
+    #[test]
+    fn an_oru_becomes_patient_encounter_report_and_observations() {
+        let b = bundle(ORU);
+        assert_eq!(b["type"], "batch");
+        assert_eq!(b["timestamp"], "2026-01-01T08:30:00-05:00");
+        let p = of_type(&b, "Patient")[0];
+        assert_eq!(p["identifier"][0]["system"], "urn:oid:1.2.3");
+        assert_eq!(p["identifier"][0]["type"]["coding"][0]["code"], "MR");
+        assert_eq!(p["name"][0]["family"], "Doe");
+        assert_eq!(p["name"][0]["given"], json!(["Jane", "Q"]));
+        assert_eq!(p["gender"], "female");
+        assert_eq!(p["birthDate"], "1970-02-28");
+        assert_eq!(p["address"][0]["city"], "Springfield");
+        assert_eq!(p["address"][0]["use"], "home");
+        assert_eq!(p["telecom"][0]["value"], "2175551234");
+        let e = of_type(&b, "Encounter")[0];
+        assert_eq!(e["class"]["code"], "AMB");
+        assert_eq!(
+            e["period"]["start"], "2026-01-01T08:00:00-05:00",
+            "MSH-7's offset"
+        );
+        let dr = of_type(&b, "DiagnosticReport")[0];
+        assert_eq!(dr["status"], "final");
+        assert_eq!(dr["code"]["coding"][0]["system"], "http://loinc.org");
+        assert_eq!(dr["result"].as_array().unwrap().len(), 4);
+        assert_eq!(dr["issued"], "2026-01-01T08:29:00-05:00");
+        let obs = of_type(&b, "Observation");
+        assert_eq!(
+            obs[0]["valueQuantity"]["value"].to_string(),
+            "105.50",
+            "decimal kept exactly"
+        );
+        assert_eq!(obs[0]["valueQuantity"]["code"], "mg/dL");
+        assert_eq!(obs[0]["referenceRange"][0]["low"]["value"], json!(70));
+        assert_eq!(obs[0]["interpretation"][0]["coding"][0]["code"], "H");
+        assert_eq!(obs[0]["note"][0]["text"], "Fasting");
+        assert_eq!(obs[1]["valueString"], "hemolysed & repeated");
+        assert_eq!(
+            obs[2]["valueCodeableConcept"]["coding"][0]["system"],
+            "http://snomed.info/sct"
+        );
+        assert_eq!(obs[2]["status"], "preliminary");
+        assert_eq!(obs[3]["valueQuantity"]["comparator"], "<");
+        // Every resource is valid R4 (strict), and so is the Bundle.
+        let bytes = serde_json::to_vec(&b).unwrap();
+        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
+            panic!("{o}");
+        }
+    }
+
+    #[test]
+    fn ids_are_deterministic_and_references_resolve() {
+        let a = bundle(ORU);
+        assert_eq!(a, bundle(ORU));
+        let urls: Vec<&str> = a["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["request"]["url"].as_str().unwrap())
+            .collect();
+        let obs = of_type(&a, "Observation")[0];
+        assert!(urls.contains(&obs["subject"]["reference"].as_str().unwrap()));
+        let other = ORU.replace("12345^^^", "99999^^^");
+        let b = bundle(&other);
+        assert_ne!(
+            of_type(&a, "Patient")[0]["id"],
+            of_type(&b, "Patient")[0]["id"]
+        );
+    }
+
+    #[test]
+    fn a_vxu_becomes_an_immunization() {
+        let b = bundle(
+            "MSH|^~\\&|IIS|X|Y|Z|20260101||VXU^V04^VXU_V04|1|P|2.5.1\r\
+             PID|1||7^^^IIS^MR||Roe^Rick||20250101|M\r\
+             ORC|RE||197023^CDC\r\
+             RXA|0|1|20260105||08^HEPB-PEDIATRIC/ADOLESCENT^CVX|.5|mL^mL^UCUM||||||||LOT1|20270101|MSD^Merck^MVX|||CP|A\r\
+             RXR|C28161^Intramuscular^NCIT|LA^Left Arm^HL70163\r",
+        );
+        let im = of_type(&b, "Immunization")[0];
+        assert_eq!(im["status"], "completed");
+        assert_eq!(
+            im["vaccineCode"]["coding"][0]["system"],
+            "http://hl7.org/fhir/sid/cvx"
+        );
+        assert_eq!(im["occurrenceDateTime"], "2026-01-05");
+        assert_eq!(im["doseQuantity"]["value"].to_string(), "0.5");
+        assert_eq!(im["lotNumber"], "LOT1");
+        assert_eq!(
+            im["site"]["coding"][0]["system"],
+            "http://terminology.hl7.org/CodeSystem/v2-0163"
+        );
+        let bytes = serde_json::to_vec(&b).unwrap();
+        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
+            panic!("{o}");
+        }
+    }
+
+    #[test]
+    fn v2_numbers_become_json_decimals_as_written() {
+        for (v2, fhir) in [
+            (".5", "0.5"),
+            ("+7.20", "7.20"),
+            ("-0.5", "-0.5"),
+            ("007", "7"),
+            ("0", "0"),
+        ] {
+            assert!(is_decimal(v2), "{v2}");
+            assert_eq!(decimal(v2).to_string(), fhir);
+        }
+        for bad in ["", ".", "5.", "1e3", "1,5", "--1"] {
+            assert!(!is_decimal(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unsupported_types_say_so() {
+        let m = aorta_hl7::parse(b"MSH|^~\\&|A|B|C|D|20260101||QRY^A19|1|P|2.3\rQRD|1\r").unwrap();
+        assert_eq!(
+            convert(&m, &Options::default()),
+            Err(ConvertError::Unsupported("QRY^A19".into()))
+        );
+    }
+}
