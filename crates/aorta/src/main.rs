@@ -59,10 +59,15 @@ enum Command {
     Consume(cmd::consume::ConsumeArgs),
     /// Run the configured sources (HL7 v2 over MLLP) into the log until SIGTERM/Ctrl-C.
     Serve,
-    /// Inspect HL7 v2 files (parse, validate) and send them over MLLP.
+    /// Inspect HL7 v2 files (parse, validate, convert to FHIR) and send them over MLLP.
     Hl7 {
         #[command(subcommand)]
         action: cmd::hl7::Hl7Cmd,
+    },
+    /// Validate FHIR R4 JSON resources.
+    Fhir {
+        #[command(subcommand)]
+        action: cmd::fhir::FhirCmd,
     },
     /// Run Aorta's main job on the embedded log (for now: an HL7 round trip; see README).
     Demo(cmd::demo::DemoArgs),
@@ -152,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => cmd::produce::run(resolved.open().await?.as_ref(), args).await,
         Command::Consume(args) => cmd::consume::run(resolved.open().await?.as_ref(), args).await,
         Command::Hl7 { action } => cmd::hl7::run(action).await,
+        Command::Fhir { action } => cmd::fhir::run(action),
         Command::Serve => cmd::serve::run(resolved.open().await?, &resolved.config).await,
         Command::Demo(args) => cmd::demo::run(resolved.open().await?.as_ref(), args).await,
         Command::Bench { what } => {

@@ -343,3 +343,70 @@ fn hl7_validate_lists_every_problem_and_fails() {
         "{text}"
     );
 }
+
+#[test]
+fn hl7_to_fhir_produces_bundles_that_fhir_validate_accepts() {
+    let a = Aorta::new();
+    let oru = a.dir.path().join("oru.hl7");
+    std::fs::write(
+        &oru,
+        b"MSH|^~\\&|LAB|H|EHR|H|20260101083000+0100||ORU^R01|M1|P|2.5.1\r\
+          PID|1||42^^^H^MR||Doe^Jane||19700228|F\r\
+          OBR|1||F1^LAB|2345-7^Glucose^LN|||202601010745|||||||||||||||202601010829||CH|F\r\
+          OBX|1|NM|2345-7^Glucose^LN||105|mg/dL^^UCUM|70-99|H|||F\r\
+          MSH|^~\\&|LAB|H|EHR|H|20260101||QRY^A19|M2|P|2.5.1\rQRD|1\r",
+    )
+    .unwrap();
+    let out = a.run(&["hl7", "to-fhir", oru.to_str().unwrap()], b"");
+    assert!(!out.status.success(), "the QRY cannot be converted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("message 2: no FHIR mapping for message type \"QRY^A19\""),
+        "{stderr}"
+    );
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(lines.len(), 1);
+    let bundle: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(bundle["timestamp"], "2026-01-01T08:30:00+01:00");
+    let types: Vec<&str> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+        .collect();
+    // A report is written after the observations it references.
+    assert_eq!(
+        types,
+        [
+            "Patient",
+            "ServiceRequest",
+            "Observation",
+            "DiagnosticReport"
+        ]
+    );
+    let file = a.dir.path().join("bundle.json");
+    std::fs::write(&file, lines[0]).unwrap();
+    let out = a.run(
+        &["fhir", "validate", "--strict", file.to_str().unwrap()],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let bad = a.dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        br#"{"resourceType":"Observation","code":{"text":"x"},"status":"done"}"#,
+    )
+    .unwrap();
+    let out = a.run(&["fhir", "validate", bad.to_str().unwrap()], b"");
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("error code-invalid at Observation.status"),
+        "{text}"
+    );
+}

@@ -140,7 +140,7 @@ fn typed(
         }
     };
     let back = serde_json::to_value(&resource).unwrap_or(Value::Null);
-    diff(json, &back, location, severity, out);
+    diff(json, &back, &mut location.to_string(), severity, out);
     crate::validate::model_issues(&resource, location, out);
     if let Some(entries) = json.get("entry").and_then(Value::as_array)
         && json.get("resourceType").and_then(Value::as_str) == Some("Bundle")
@@ -206,28 +206,42 @@ fn locate(json: &Value) -> Option<String> {
     None
 }
 
-/// Reports what `input` has that `model` (its typed re-serialisation) lost.
-fn diff(input: &Value, model: &Value, at: &str, severity: Severity, out: &mut OperationOutcome) {
+/// Reports what `input` has that `model` (its typed re-serialisation) lost. `at` is extended
+/// and restored in place; only a reported difference copies it.
+fn diff(
+    input: &Value,
+    model: &Value,
+    at: &mut String,
+    severity: Severity,
+    out: &mut OperationOutcome,
+) {
     match (input, model) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let here = format!("{at}.{k}");
+                let base = at.len();
+                at.push('.');
+                at.push_str(k);
                 match b.get(k) {
-                    Some(w) => diff(v, w, &here, severity, out),
+                    Some(w) => diff(v, w, at, severity, out),
                     // Nulls, empty strings and empty containers are the validator's to report.
                     None if is_empty(v) => {}
                     None => out.push(
                         severity,
                         IssueType::NotSupported,
-                        here,
+                        at.clone(),
                         format!("unknown element {k:?}"),
                     ),
                 }
+                at.truncate(base);
             }
         }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
             for (i, (v, w)) in a.iter().zip(b).enumerate() {
-                diff(v, w, &format!("{at}[{i}]"), severity, out);
+                let base = at.len();
+                use std::fmt::Write;
+                let _ = write!(at, "[{i}]");
+                diff(v, w, at, severity, out);
+                at.truncate(base);
             }
         }
         (a, b) if a == b => {}
@@ -235,7 +249,7 @@ fn diff(input: &Value, model: &Value, at: &str, severity: Severity, out: &mut Op
         _ => out.push(
             severity,
             IssueType::Value,
-            at,
+            at.clone(),
             "the value is not kept exactly by the R4 model".to_string(),
         ),
     }

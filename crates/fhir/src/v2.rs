@@ -225,16 +225,7 @@ impl<'a> Reader<'_, 'a> {
         let value = self.c(r, 1)?;
         let mut id = Map::new();
         id.insert("value".into(), json!(value));
-        let system = match (self.sc(r, 4, 1), self.sc(r, 4, 2), self.sc(r, 4, 3)) {
-            (_, Some(oid), Some(t)) if t.eq_ignore_ascii_case("ISO") => {
-                Some(format!("urn:oid:{oid}"))
-            }
-            (Some(ns), _, _) => Some(format!(
-                "http://example.com/v2-to-fhir-converter/Identifier/{}",
-                ns.replace(' ', "-")
-            )),
-            _ => None,
-        };
+        let system = assigner_system(self.sc(r, 4, 1), self.sc(r, 4, 2), self.sc(r, 4, 3));
         if let Some(s) = system {
             id.insert("system".into(), json!(s));
         }
@@ -263,17 +254,8 @@ impl<'a> Reader<'_, 'a> {
     fn entity_identifier(&self, r: &Repetition<'a>, kind: Option<&str>) -> Option<Value> {
         let value = self.c(r, 1)?;
         let mut id = json!({"value": value});
-        match (self.c(r, 2), self.c(r, 3), self.c(r, 4)) {
-            (_, Some(oid), Some(t)) if t.eq_ignore_ascii_case("ISO") => {
-                id["system"] = json!(format!("urn:oid:{oid}"));
-            }
-            (Some(ns), _, _) => {
-                id["system"] = json!(format!(
-                    "http://example.com/v2-to-fhir-converter/Identifier/{}",
-                    ns.replace(' ', "-")
-                ));
-            }
-            _ => {}
+        if let Some(system) = assigner_system(self.c(r, 2), self.c(r, 3), self.c(r, 4)) {
+            id["system"] = json!(system);
         }
         if let Some(k) = kind {
             id["type"] = json!({"coding": [{"code": k, "system": "http://terminology.hl7.org/CodeSystem/v2-0203"}]});
@@ -399,6 +381,51 @@ impl<'a> Reader<'_, 'a> {
         }
         Some(t)
     }
+}
+
+/// The FHIR system of a v2 assigning authority / namespace (HD: namespace, universal id, its
+/// type): `urn:oid:` for an ISO OID, else FHIR-Converter's `…/Identifier/<namespace>`.
+fn assigner_system(
+    ns: Option<String>,
+    uid: Option<String>,
+    uid_type: Option<String>,
+) -> Option<String> {
+    match (ns, uid, uid_type) {
+        (_, Some(oid), Some(t)) if t.eq_ignore_ascii_case("ISO") => Some(format!("urn:oid:{oid}")),
+        (Some(ns), _, _) => Some(format!(
+            "http://example.com/v2-to-fhir-converter/Identifier/{}",
+            ns.replace(' ', "-")
+        )),
+        _ => None,
+    }
+}
+
+/// Sets `subject` and `encounter` references where known.
+fn link(res: &mut Value, patient: Option<&str>, encounter: Option<&str>) {
+    if let Some(p) = patient {
+        res["subject"] = json!({"reference": p});
+    }
+    if let Some(e) = encounter {
+        res["encounter"] = json!({"reference": e});
+    }
+}
+
+/// Placer (ORC-2, else OBR-2) and filler (ORC-3, else OBR-3) order numbers.
+fn order_identifiers(
+    r: &Reader<'_, '_>,
+    orc: Option<&Segment<'_>>,
+    obr: Option<&Segment<'_>>,
+) -> Vec<Value> {
+    let mut ids = Vec::new();
+    for (field, kind) in [(2, "PLAC"), (3, "FILL")] {
+        let x = orc
+            .and_then(|o| r.first(o, field))
+            .or_else(|| obr.and_then(|o| r.first(o, field)));
+        if let Some(id) = x.and_then(|x| r.entity_identifier(&x, Some(kind))) {
+            ids.push(id);
+        }
+    }
+    ids
 }
 
 /// A deterministic id: a UUID-shaped hash of the resource type and its identifying fields.
@@ -802,17 +829,8 @@ fn practitioner(r: &Reader<'_, '_>, x: &Repetition<'_>, b: &mut Builder) -> Opti
     let id_value = r.c(x, 1);
     if let Some(v) = &id_value {
         let mut id = json!({"value": v});
-        match (r.sc(x, 9, 1), r.sc(x, 9, 2), r.sc(x, 9, 3)) {
-            (_, Some(oid), Some(t)) if t.eq_ignore_ascii_case("ISO") => {
-                id["system"] = json!(format!("urn:oid:{oid}"));
-            }
-            (Some(ns), _, _) => {
-                id["system"] = json!(format!(
-                    "http://example.com/v2-to-fhir-converter/Identifier/{}",
-                    ns.replace(' ', "-")
-                ));
-            }
-            _ => {}
+        if let Some(system) = assigner_system(r.sc(x, 9, 1), r.sc(x, 9, 2), r.sc(x, 9, 3)) {
+            id["system"] = json!(system);
         }
         p["identifier"] = json!([id]);
     }
@@ -968,12 +986,7 @@ fn observation(
     if !notes.is_empty() {
         o["note"] = json!(notes);
     }
-    if let Some(p) = patient {
-        o["subject"] = json!({"reference": p});
-    }
-    if let Some(e) = encounter {
-        o["encounter"] = json!({"reference": e});
-    }
+    link(&mut o, patient, encounter);
     let id = resource_id(
         "Observation",
         &[
@@ -1098,12 +1111,7 @@ fn results(
                         Some(json!(t))
                     }),
                 );
-                if let Some(p) = patient {
-                    dr["subject"] = json!({"reference": p});
-                }
-                if let Some(e) = encounter {
-                    dr["encounter"] = json!({"reference": e});
-                }
+                link(&mut dr, patient, encounter);
                 report = Some((dr, Vec::new(), key));
             }
             b"OBX" => {
@@ -1277,19 +1285,7 @@ fn orders(r: &Reader<'_, '_>, patient: Option<&str>, encounter: Option<&str>, b:
         });
         // ORC-1 (table 0119): an order control of NW/RO/… is an order.
         sr["intent"] = json!("order");
-        let mut ids = Vec::new();
-        let placer = orc
-            .and_then(|o| r.first(o, 2))
-            .or_else(|| obr.and_then(|o| r.first(o, 2)));
-        let filler = orc
-            .and_then(|o| r.first(o, 3))
-            .or_else(|| obr.and_then(|o| r.first(o, 3)));
-        if let Some(x) = placer.and_then(|x| r.entity_identifier(&x, Some("PLAC"))) {
-            ids.push(x);
-        }
-        if let Some(x) = filler.and_then(|x| r.entity_identifier(&x, Some("FILL"))) {
-            ids.push(x);
-        }
+        let ids = order_identifiers(r, orc, obr);
         let key = json!(ids).to_string();
         insert(&mut sr, "identifier", non_empty(ids));
         if let Some(obr) = obr {
@@ -1312,12 +1308,7 @@ fn orders(r: &Reader<'_, '_>, patient: Option<&str>, encounter: Option<&str>, b:
             "authoredOn",
             orc.and_then(|o| r.datetime(r.f(o, 9))),
         );
-        if let Some(p) = patient {
-            sr["subject"] = json!({"reference": p});
-        }
-        if let Some(e) = encounter {
-            sr["encounter"] = json!({"reference": e});
-        }
+        link(&mut sr, patient, encounter);
         let id = resource_id(
             "ServiceRequest",
             &[patient.unwrap_or(""), &key, &i.to_string()],
@@ -1351,28 +1342,11 @@ fn medication_orders(
             .and_then(|s| r.codeable_field(s, 2))
             .or_else(|| rxo.and_then(|s| r.codeable_field(s, 1)));
         mr["medicationCodeableConcept"] = med.unwrap_or(json!({"text": "unknown"}));
-        let mut ids = Vec::new();
-        if let Some(x) = r
-            .first(orc, 2)
-            .and_then(|x| r.entity_identifier(&x, Some("PLAC")))
-        {
-            ids.push(x);
-        }
-        if let Some(x) = r
-            .first(orc, 3)
-            .and_then(|x| r.entity_identifier(&x, Some("FILL")))
-        {
-            ids.push(x);
-        }
+        let ids = order_identifiers(r, Some(orc), None);
         let key = json!(ids).to_string();
         insert(&mut mr, "identifier", non_empty(ids));
         insert(&mut mr, "authoredOn", r.datetime(r.f(orc, 9)));
-        if let Some(p) = patient {
-            mr["subject"] = json!({"reference": p});
-        }
-        if let Some(e) = encounter {
-            mr["encounter"] = json!({"reference": e});
-        }
+        link(&mut mr, patient, encounter);
         let id = resource_id(
             "MedicationRequest",
             &[patient.unwrap_or(""), &key, &i.to_string()],

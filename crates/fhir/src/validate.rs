@@ -219,7 +219,7 @@ pub(crate) fn walk_resource(json: &Value, location: &str, out: &mut OperationOut
             check_required(json, &parts, location, out);
         }
     }
-    walk(obj, rt, location, out);
+    walk(obj, rt, &mut location.to_string(), out);
 }
 
 fn check_required(v: &Value, parts: &[&str], location: &str, out: &mut OperationOutcome) {
@@ -260,11 +260,13 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
-fn walk(obj: &Map<String, Value>, rt: &str, location: &str, out: &mut OperationOutcome) {
+/// Walks an element. `loc` is the location so far, extended and restored in place so that a
+/// clean resource costs no allocation per element (only a reported issue copies it).
+fn walk(obj: &Map<String, Value>, rt: &str, loc: &mut String, out: &mut OperationOutcome) {
     if obj.is_empty() {
         out.error(
             IssueType::Structure,
-            location,
+            loc.clone(),
             "an object must not be empty",
         );
     }
@@ -273,22 +275,28 @@ fn walk(obj: &Map<String, Value>, rt: &str, location: &str, out: &mut OperationO
     {
         out.error(
             IssueType::Invalid,
-            format!("{location}.reference"),
+            format!("{loc}.reference"),
             format!(
                 "{r:?} is not a reference (Type/id, an absolute URL, urn:uuid:, urn:oid: or #id)"
             ),
         );
     }
-    check_coding(obj, location, out);
+    check_coding(obj, loc, out);
     for (k, v) in obj {
-        let here = format!("{location}.{k}");
+        let base = loc.len();
+        loc.push('.');
+        loc.push_str(k);
         match v {
-            Value::Null => out.error(IssueType::Structure, here, "null is not allowed here"),
+            Value::Null => out.error(
+                IssueType::Structure,
+                loc.clone(),
+                "null is not allowed here",
+            ),
             Value::String(s) => {
                 if s.trim().is_empty() {
                     out.error(
                         IssueType::Value,
-                        here,
+                        loc.clone(),
                         "a string must have non-whitespace content",
                     );
                 } else if let Some(kind) = temporal_kind(rt, k)
@@ -296,53 +304,61 @@ fn walk(obj: &Map<String, Value>, rt: &str, location: &str, out: &mut OperationO
                 {
                     out.error(
                         IssueType::Value,
-                        here,
+                        loc.clone(),
                         format!("{s:?} is not a valid {}: {e}", kind.name()),
                     );
                 }
             }
+            Value::Array(items) if items.is_empty() => {
+                out.error(
+                    IssueType::Structure,
+                    loc.clone(),
+                    "an array must not be empty",
+                );
+            }
             Value::Array(items) => {
-                if items.is_empty() {
-                    out.error(IssueType::Structure, here, "an array must not be empty");
-                    continue;
-                }
-                let has_twin = if let Some(base) = k.strip_prefix('_') {
-                    obj.contains_key(base)
-                } else {
-                    obj.contains_key(&format!("_{k}"))
+                let has_twin = match k.strip_prefix('_') {
+                    Some(b) => obj.contains_key(b),
+                    None => items.iter().any(Value::is_null) && obj.contains_key(&format!("_{k}")),
                 };
                 for (i, item) in items.iter().enumerate() {
-                    let at = format!("{here}[{i}]");
+                    let here = loc.len();
+                    use std::fmt::Write;
+                    let _ = write!(loc, "[{i}]");
                     match item {
                         Value::Null if has_twin => {}
                         Value::Null => out.error(
                             IssueType::Structure,
-                            at,
+                            loc.clone(),
                             "null is only allowed in a primitive array with a _ sibling",
                         ),
                         Value::Object(o) if o.contains_key("resourceType") => {
-                            walk_resource(item, &at, out);
+                            walk_resource(item, &loc.clone(), out);
                         }
-                        Value::Object(o) => walk(o, rt, &at, out),
+                        Value::Object(o) => walk(o, rt, loc, out),
                         Value::String(s) => {
                             if let Some(kind) = temporal_kind(rt, k)
                                 && let Err(e) = datetime::check(kind, s)
                             {
                                 out.error(
                                     IssueType::Value,
-                                    at,
+                                    loc.clone(),
                                     format!("{s:?} is not a valid {}: {e}", kind.name()),
                                 );
                             }
                         }
                         _ => {}
                     }
+                    loc.truncate(here);
                 }
             }
-            Value::Object(o) if o.contains_key("resourceType") => walk_resource(v, &here, out),
-            Value::Object(o) => walk(o, rt, &here, out),
+            Value::Object(o) if o.contains_key("resourceType") => {
+                walk_resource(v, &loc.clone(), out);
+            }
+            Value::Object(o) => walk(o, rt, loc, out),
             _ => {}
         }
+        loc.truncate(base);
     }
 }
 

@@ -31,6 +31,7 @@ pub mod error;
 pub mod escape;
 pub mod message;
 pub mod path;
+pub mod samples;
 pub mod stream;
 pub mod structure;
 pub mod validate;

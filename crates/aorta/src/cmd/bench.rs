@@ -17,6 +17,8 @@ pub enum BenchCmd {
     Kafka(super::bench_kafka::KafkaBenchArgs),
     /// Durable HL7 ingest over MLLP: msg/s and ACK latency with 1/8/32 connections.
     Mllp(super::bench_mllp::MllpBenchArgs),
+    /// FHIR parse+validate vs fhir.resources, and HL7 v2 -> FHIR conversion throughput.
+    Fhir(super::bench_fhir::FhirBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -191,6 +193,7 @@ pub async fn run(
         BenchCmd::Log(args) => args,
         BenchCmd::Kafka(args) => return super::bench_kafka::run(args, kafka).await,
         BenchCmd::Mllp(args) => return super::bench_mllp::run(args, data_dir).await,
+        BenchCmd::Fhir(args) => return super::bench_fhir::run(args),
     };
     anyhow::ensure!(
         args.mib > 0 && args.batch_bytes > 0,

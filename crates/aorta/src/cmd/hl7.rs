@@ -42,6 +42,18 @@ pub enum Hl7Cmd {
         #[arg(long, requires = "tls_ca")]
         tls_server_name: Option<String>,
     },
+    /// Convert each message to a FHIR R4 Bundle (one JSON line per message).
+    ToFhir {
+        /// An HL7 file; `-` reads stdin.
+        file: PathBuf,
+        /// Offset for times that have none when MSH-7 has none either (e.g. -05:00, Z);
+        /// without it such times keep only their date.
+        #[arg(long, value_name = "±hh:mm")]
+        default_offset: Option<String>,
+        /// Indent the JSON.
+        #[arg(long)]
+        pretty: bool,
+    },
     /// Check files strictly and list every problem (exit 1 if any).
     Validate {
         /// HL7 files; `-` reads stdin.
@@ -50,7 +62,7 @@ pub enum Hl7Cmd {
     },
 }
 
-fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+pub fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     if path.as_os_str() == "-" {
         std::io::stdin()
@@ -206,6 +218,45 @@ pub async fn run(cmd: Hl7Cmd) -> anyhow::Result<()> {
                 }
             }
             out.flush().ok();
+        }
+        Hl7Cmd::ToFhir {
+            file,
+            default_offset,
+            pretty,
+        } => {
+            if let Some(o) = &default_offset {
+                anyhow::ensure!(
+                    o == "Z"
+                        || aorta_fhir::datetime::v2_offset_of(&format!(
+                            "2000{}",
+                            o.replace(':', "")
+                        ))
+                        .is_some(),
+                    "--default-offset {o:?} must be Z or ±hh:mm"
+                );
+            }
+            let options = aorta_fhir::v2::Options { default_offset };
+            let bytes = read(&file)?;
+            let batch =
+                parse_stream(&bytes).with_context(|| format!("parsing {}", file.display()))?;
+            let mut failed = 0;
+            for (i, m) in batch.messages.iter().enumerate() {
+                match aorta_fhir::v2::convert(m, &options) {
+                    Ok(bundle) => {
+                        let text = if pretty {
+                            serde_json::to_string_pretty(&bundle)?
+                        } else {
+                            serde_json::to_string(&bundle)?
+                        };
+                        println!("{text}");
+                    }
+                    Err(e) => {
+                        eprintln!("{}: message {}: {e}", file.display(), i + 1);
+                        failed += 1;
+                    }
+                }
+            }
+            anyhow::ensure!(failed == 0, "{failed} message(s) not converted");
         }
         Hl7Cmd::Validate { files } => {
             let mut problems = 0;

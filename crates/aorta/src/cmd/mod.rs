@@ -1,10 +1,12 @@
 //! One module per top-level command.
 
 pub mod bench;
+pub mod bench_fhir;
 pub mod bench_kafka;
 pub mod bench_mllp;
 pub mod consume;
 pub mod demo;
+pub mod fhir;
 pub mod hl7;
 pub mod produce;
 pub mod serve;
