@@ -63,6 +63,7 @@ pub fn system_uri(name: &str) -> String {
         "RXNORM" | "RXN" => "http://www.nlm.nih.gov/research/umls/rxnorm",
         "C4" | "C5" | "CPT" | "CPT4" => "http://www.ama-assn.org/go/cpt",
         "CDCREC" => "urn:oid:2.16.840.1.113883.6.238",
+        "ISO3166_1" | "ISO3166" => "urn:iso:std:iso:3166",
         "NPI" => "http://hl7.org/fhir/sid/us-npi",
         _ => "",
     };
@@ -689,6 +690,45 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
             ext.push(json!({"url": url, "extension": parts}));
         }
     }
+    // Core R4 patient extensions (http://hl7.org/fhir/R4/patient-profiles.html).
+    if let Some(mmn) = r.first(pid, 6).and_then(|x| r.sc(&x, 1, 1)) {
+        ext.push(json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName", "valueString": mmn}));
+    }
+    if let Some(place) = r.f(pid, 23) {
+        ext.push(json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace", "valueAddress": {"text": place}}));
+    }
+    if let Some(mut rel) = r.codeable_field(pid, 17) {
+        if let Some(c) = rel.pointer_mut("/coding/0") {
+            c["system"] = json!("http://terminology.hl7.org/CodeSystem/v3-ReligiousAffiliation");
+        }
+        ext.push(json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-religion", "valueCodeableConcept": rel}));
+    }
+    for (field, url) in [
+        (
+            26,
+            "http://hl7.org/fhir/StructureDefinition/patient-citizenship",
+        ),
+        (
+            28,
+            "http://hl7.org/fhir/StructureDefinition/patient-nationality",
+        ),
+    ] {
+        for x in r.reps(pid, field) {
+            if let Some(code) = r.codeable(&x) {
+                ext.push(json!({"url": url, "extension": [{"url": "code", "valueCodeableConcept": code}]}));
+            }
+        }
+    }
+    let animal: Vec<Value> = [(35, "species"), (36, "breed")]
+        .iter()
+        .filter_map(|&(f, name)| {
+            r.codeable_field(pid, f)
+                .map(|c| json!({"url": name, "valueCodeableConcept": c}))
+        })
+        .collect();
+    if !animal.is_empty() {
+        ext.push(json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-animal", "extension": animal}));
+    }
     insert(&mut p, "extension", non_empty(ext));
     if let Some(lang) = r.codeable_field(pid, 15) {
         p["communication"] = json!([{"language": lang, "preferred": true}]);
@@ -803,6 +843,27 @@ fn encounter(
         }
     }
     insert(&mut e, "participant", non_empty(participants));
+    // PV1-3/6/11/42/43 (PL) → Encounter.location with its status (v2-to-FHIR PV1 map).
+    let mut locations = Vec::new();
+    for (field, status, temporary) in [
+        (3, "active", false),
+        (6, "completed", false),
+        (11, "active", true),
+        (42, "planned", false),
+        (43, "completed", true),
+    ] {
+        for x in r.reps(pv1, field) {
+            let Some(loc) = location(r, &x, b) else {
+                continue;
+            };
+            let mut l = json!({"status": status, "location": {"reference": loc}});
+            if temporary {
+                l["extension"] = json!([{"url": "http://hl7.org/fhir/uv/v2mappings/StructureDefinition/temporary-location", "valueBoolean": true}]);
+            }
+            locations.push(l);
+        }
+    }
+    insert(&mut e, "location", non_empty(locations));
     if let Some(pv2) = pv2
         && let Some(reason) = r.codeable_field(pv2, 3)
     {
@@ -821,6 +882,21 @@ fn encounter(
         ],
     );
     b.add(e, id)
+}
+
+/// PL (point of care ^ room ^ bed ^ facility …) → Location named by its parts.
+fn location(r: &Reader<'_, '_>, x: &Repetition<'_>, b: &mut Builder) -> Option<String> {
+    let parts: Vec<String> = [1, 2, 3, 4].iter().filter_map(|&i| r.c(x, i)).collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let name = parts.join(" ");
+    let mut l = json!({"resourceType": "Location", "name": name, "mode": "instance"});
+    if let Some(d) = r.c(x, 9) {
+        l["description"] = json!(d);
+    }
+    let id = resource_id("Location", &[&name]);
+    Some(b.add(l, id))
 }
 
 /// XCN → Practitioner (identifier XCN-1 in the XCN-9 namespace, name XCN-2..6).
