@@ -658,3 +658,28 @@ async fn concurrent_producers_share_fsyncs() {
         "640 appends took {syncs} fdatasyncs: group commit did not group"
     );
 }
+
+/// Dropping the last handle while the `interval` flusher is mid-flush must still close the log
+/// on the caller's thread: an immediate reopen finds the directory unlocked. (The flusher used
+/// to hold the engine itself while flushing; the engine then dropped on the flusher thread,
+/// which panicked joining itself and kept the lock a moment longer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_while_the_interval_flusher_runs_releases_the_lock_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = EmbeddedConfig {
+        fsync: "interval:1".parse().unwrap(),
+        ..EmbeddedConfig::new(dir.path())
+    };
+    let log = EmbeddedLog::open(cfg.clone()).unwrap();
+    log.create_topic("t", TopicConfig::default()).await.unwrap();
+    drop(log);
+    for i in 0..300 {
+        let log = EmbeddedLog::open(cfg.clone()).unwrap_or_else(|e| panic!("reopen {i}: {e}"));
+        log.append("t", 0, vec![rec(i)]).await.unwrap();
+        // Let the flusher wake up, so some drops land while it is flushing.
+        std::thread::sleep(std::time::Duration::from_micros(900));
+        drop(log);
+    }
+    let log = EmbeddedLog::open(cfg).unwrap();
+    assert_eq!(read_partition(&log, "t", 0).await.len(), 300);
+}

@@ -114,7 +114,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak, mpsc};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{debug, warn};
@@ -251,10 +251,33 @@ struct Coordinator {
     groups: HashMap<String, GroupState>,
 }
 
+type Topics = RwLock<BTreeMap<String, Arc<Topic>>>;
+
+/// Flushes every partition's dirty data (the `interval` policy's flusher and close).
+fn flush_topics(topics: &Topics) {
+    let snapshot: Vec<Arc<Topic>> = topics
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    for t in snapshot {
+        for p in &t.partitions {
+            if let Err(e) = p.flush() {
+                warn!(error = %e, "background flush failed");
+            }
+        }
+    }
+}
+
 struct Inner {
     config: EmbeddedConfig,
     shared: Arc<EngineShared>,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Shared with the `interval` flusher thread, which must never hold `Inner` itself: if it
+    /// did, the last handle could be dropped while it flushes, `Inner` would then drop on the
+    /// flusher thread (which cannot join itself) and the directory lock would outlive the
+    /// caller's drop.
+    topics: Arc<Topics>,
     offsets: OffsetStore,
     coordinator: Mutex<Coordinator>,
     flusher: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
@@ -385,7 +408,7 @@ impl EmbeddedLog {
         let inner = Arc::new(Inner {
             config,
             shared,
-            topics: RwLock::new(topics),
+            topics: Arc::new(RwLock::new(topics)),
             offsets,
             coordinator: Mutex::new(Coordinator::default()),
             flusher: Mutex::new(None),
@@ -393,13 +416,13 @@ impl EmbeddedLog {
         });
         if let FsyncPolicy::Interval(every) = inner.config.fsync {
             let (tx, rx) = mpsc::channel::<()>();
-            let weak: Weak<Inner> = Arc::downgrade(&inner);
+            let topics = inner.topics.clone();
             let handle = std::thread::Builder::new()
                 .name("aorta-log-flusher".into())
                 .spawn(move || {
+                    // Runs until `Inner::drop` closes the channel (and then joins this thread).
                     while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
-                        let Some(inner) = weak.upgrade() else { return };
-                        inner.flush_all();
+                        flush_topics(&topics);
                     }
                 })
                 .map_err(|e| LogError::io("starting the fsync flusher thread", e))?;
@@ -511,13 +534,7 @@ impl Inner {
     }
 
     fn flush_all(&self) {
-        for t in self.topics_snapshot() {
-            for p in &t.partitions {
-                if let Err(e) = p.flush() {
-                    warn!(error = %e, "background flush failed");
-                }
-            }
-        }
+        flush_topics(&self.topics);
     }
 
     fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicDescription, LogError> {
