@@ -15,6 +15,7 @@
 //! * Code systems named in CWE-3 are mapped to their FHIR URIs ([`system_uri`]).
 
 use crate::datetime::{dtm_to_date, dtm_to_datetime, v2_offset_of};
+use aorta_hl7::validate::Charset;
 use aorta_hl7::{Delimiters, Message, Repetition, Segment};
 use serde_json::{Map, Value, json};
 
@@ -115,7 +116,7 @@ fn identifier_type_display(code: &str) -> Option<&'static str> {
 struct Reader<'m, 'a> {
     msg: &'m Message<'a>,
     d: Delimiters,
-    latin1: bool,
+    charset: Charset,
     offset: Option<String>,
 }
 
@@ -124,12 +125,9 @@ impl<'a> Reader<'_, 'a> {
         if raw.is_empty() || raw == b"\"\"" {
             return None;
         }
-        let dec = aorta_hl7::escape::decode(raw, &self.d);
-        let s = if self.latin1 {
-            dec.iter().map(|&b| b as char).collect()
-        } else {
-            String::from_utf8_lossy(&dec).into_owned()
-        };
+        let s = self
+            .charset
+            .decode(&aorta_hl7::escape::decode(raw, &self.d));
         (!s.trim().is_empty()).then_some(s)
     }
 
@@ -264,23 +262,38 @@ impl<'a> Reader<'_, 'a> {
         Some(id)
     }
 
-    /// XPN → HumanName.
-    fn name(&self, r: &Repetition<'a>) -> Option<Value> {
+    /// The HumanName parts of an XPN, or of an XCN (whose name components are XPN's, one
+    /// position later): family (its first subcomponent), given names, prefix, suffixes.
+    fn human_name(
+        &self,
+        r: &Repetition<'a>,
+        family: usize,
+        given: &[usize],
+        prefix: usize,
+        suffix: &[usize],
+    ) -> Map<String, Value> {
         let mut n = Map::new();
-        if let Some(f) = self.sc(r, 1, 1) {
+        if let Some(f) = self.sc(r, family, 1) {
             n.insert("family".into(), json!(f));
         }
-        let given: Vec<String> = [2, 3].iter().filter_map(|&i| self.c(r, i)).collect();
+        let given: Vec<String> = given.iter().filter_map(|&i| self.c(r, i)).collect();
         if !given.is_empty() {
             n.insert("given".into(), json!(given));
         }
-        if let Some(p) = self.c(r, 5) {
+        if let Some(p) = self.c(r, prefix) {
             n.insert("prefix".into(), json!([p]));
         }
-        let suffix: Vec<String> = [4, 6].iter().filter_map(|&i| self.c(r, i)).collect();
+        let suffix: Vec<String> = suffix.iter().filter_map(|&i| self.c(r, i)).collect();
         if !suffix.is_empty() {
             n.insert("suffix".into(), json!(suffix));
         }
+        n
+    }
+
+    /// XPN → HumanName.
+    fn name(&self, r: &Repetition<'a>) -> Option<Value> {
+        // XPN-1 family, -2/-3 given, -4 suffix, -5 prefix, -6 degree (a suffix).
+        let mut n = self.human_name(r, 1, &[2, 3], 5, &[4, 6]);
         if n.is_empty() {
             return None;
         }
@@ -485,11 +498,10 @@ pub fn convert(msg: &Message<'_>, options: &Options) -> Result<Value, ConvertErr
     let msh = msg
         .segment_at(0)
         .ok_or(ConvertError::Unsupported(String::new()))?;
-    let latin1 = crate::v2::latin1(msg);
     let mut r = Reader {
         msg,
         d: msg.delimiters(),
-        latin1,
+        charset: aorta_hl7::validate::charset(msg),
         offset: None,
     };
     let msh7 = r.f(&msh, 7);
@@ -551,10 +563,6 @@ pub fn convert(msg: &Message<'_>, options: &Options) -> Result<Value, ConvertErr
     }
     bundle["entry"] = Value::Array(b.entries);
     Ok(bundle)
-}
-
-fn latin1(msg: &Message<'_>) -> bool {
-    aorta_hl7::validate::charset(msg) == aorta_hl7::validate::Charset::Latin1
 }
 
 fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
@@ -910,20 +918,8 @@ fn practitioner(r: &Reader<'_, '_>, x: &Repetition<'_>, b: &mut Builder) -> Opti
         }
         p["identifier"] = json!([id]);
     }
-    let mut n = Map::new();
-    if let Some(f) = r.sc(x, 2, 1) {
-        n.insert("family".into(), json!(f));
-    }
-    let given: Vec<String> = [3, 4].iter().filter_map(|&i| r.c(x, i)).collect();
-    if !given.is_empty() {
-        n.insert("given".into(), json!(given));
-    }
-    if let Some(sfx) = r.c(x, 5) {
-        n.insert("suffix".into(), json!([sfx]));
-    }
-    if let Some(pfx) = r.c(x, 6) {
-        n.insert("prefix".into(), json!([pfx]));
-    }
+    // XCN-2 family, -3/-4 given, -5 suffix, -6 prefix.
+    let n = r.human_name(x, 2, &[3, 4], 6, &[5]);
     if id_value.is_none() && n.is_empty() {
         return None;
     }

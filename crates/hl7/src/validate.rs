@@ -51,13 +51,20 @@ pub fn charset(msg: &Message<'_>) -> Charset {
     }
 }
 
-/// Decodes bytes of this message as text: ISO-8859-1 when MSH-18 says so, UTF-8 otherwise
-/// (ASCII is a subset; invalid sequences become U+FFFD).
-pub fn text(msg: &Message<'_>, bytes: &[u8]) -> String {
-    match charset(msg) {
-        Charset::Latin1 => bytes.iter().map(|&b| b as char).collect(),
-        _ => String::from_utf8_lossy(bytes).into_owned(),
+impl Charset {
+    /// Decodes bytes written in this character set: ISO-8859-1 byte by byte, everything else
+    /// as UTF-8 (ASCII is a subset; invalid sequences become U+FFFD).
+    pub fn decode(self, bytes: &[u8]) -> String {
+        match self {
+            Charset::Latin1 => bytes.iter().map(|&b| b as char).collect(),
+            _ => String::from_utf8_lossy(bytes).into_owned(),
+        }
     }
+}
+
+/// Decodes bytes of this message as text in the character set MSH-18 declares.
+pub fn text(msg: &Message<'_>, bytes: &[u8]) -> String {
+    charset(msg).decode(bytes)
 }
 
 fn seg_name(s: &Segment<'_>) -> String {

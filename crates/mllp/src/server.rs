@@ -472,9 +472,8 @@ async fn handle(shared: &Shared, payload: Bytes, peer: SocketAddr) -> Vec<u8> {
         reject(shared, &payload, &err.detail, peer).await;
         return ack::build(&msg, AckCode::Reject, &ack_id, &ts, Some(&err));
     }
-    let control_id = msg.control_id().unwrap_or_default().to_vec();
-    let sender = sender_of(&msg);
-    let dedupe_key = (sender, control_id.clone(), content_hash(&payload));
+    let dedupe_key = dedupe_key(&msg, &payload);
+    let control_id = dedupe_key.1.clone();
     let duplicate = shared
         .dedupe
         .lock()
@@ -581,16 +580,20 @@ async fn recently_stored(
                 let Ok(msg) = aorta_hl7::parse(&r.record.value) else {
                     continue;
                 };
-                let key = (
-                    sender_of(&msg),
-                    msg.control_id().unwrap_or_default().to_vec(),
-                    content_hash(&r.record.value),
-                );
-                out.push((age, key));
+                out.push((age, dedupe_key(&msg, &r.record.value)));
             }
         }
     }
     Ok(out)
+}
+
+/// What identifies a resend: the sender, MSH-10 and the exact bytes.
+fn dedupe_key(msg: &Message<'_>, payload: &[u8]) -> DedupeKey {
+    (
+        sender_of(msg),
+        msg.control_id().unwrap_or_default().to_vec(),
+        content_hash(payload),
+    )
 }
 
 /// A hash of the message bytes that is the same in every build (it is compared with records

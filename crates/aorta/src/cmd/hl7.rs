@@ -1,7 +1,7 @@
 //! `aorta hl7 parse|validate`: look inside HL7 v2 files.
 
 use anyhow::Context;
-use aorta_hl7::validate::{text, validate};
+use aorta_hl7::validate::{charset, validate};
 use aorta_hl7::{Message, escape, parse_stream};
 use clap::Subcommand;
 use std::io::{Read, Write};
@@ -77,6 +77,8 @@ pub fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 /// One message as the JSON tree the issue specifies.
 fn json(m: &Message<'_>) -> serde_json::Value {
     let d = m.delimiters();
+    let cs = charset(m);
+    let text = |b: &[u8]| cs.decode(b);
     let segments: Vec<serde_json::Value> = m
         .segments()
         .map(|s| {
@@ -97,9 +99,9 @@ fn json(m: &Message<'_>) -> serde_json::Value {
                                         .subcomponents()
                                         .map(|x| {
                                             if literal {
-                                                text(m, x)
+                                                text(x)
                                             } else {
-                                                text(m, &escape::decode(x, &d))
+                                                text(&escape::decode(x, &d))
                                             }
                                         })
                                         .collect();
@@ -112,7 +114,7 @@ fn json(m: &Message<'_>) -> serde_json::Value {
                     reps.into()
                 })
                 .collect();
-            serde_json::json!({ "id": text(m, s.id()), "fields": fields })
+            serde_json::json!({ "id": text(s.id()), "fields": fields })
         })
         .collect();
     serde_json::json!({ "segments": segments })
@@ -120,7 +122,8 @@ fn json(m: &Message<'_>) -> serde_json::Value {
 
 fn tree(out: &mut impl Write, n: usize, m: &Message<'_>) -> std::io::Result<()> {
     let d = m.delimiters();
-    let show = |b: &[u8]| text(m, b);
+    let cs = charset(m);
+    let show = |b: &[u8]| cs.decode(b);
     writeln!(
         out,
         "message {n}: {} control id {}, {} segments",
@@ -225,13 +228,11 @@ pub async fn run(cmd: Hl7Cmd) -> anyhow::Result<()> {
             pretty,
         } => {
             if let Some(o) = &default_offset {
+                // Valid exactly when it completes a FHIR instant.
+                let probe = format!("2000-01-01T00:00:00{o}");
                 anyhow::ensure!(
-                    o == "Z"
-                        || aorta_fhir::datetime::v2_offset_of(&format!(
-                            "2000{}",
-                            o.replace(':', "")
-                        ))
-                        .is_some(),
+                    aorta_fhir::datetime::check(aorta_fhir::datetime::Kind::Instant, &probe)
+                        .is_ok(),
                     "--default-offset {o:?} must be Z or ±hh:mm"
                 );
             }
