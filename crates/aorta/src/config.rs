@@ -22,6 +22,18 @@
 //! listen = "0.0.0.0:2575"
 //! topic = "hl7.inbound"
 //! dead_letter_topic = "hl7.dlq"
+//!
+//! [state]                        # pipeline checkpoints
+//! dir = "./aorta-data/pipelines"
+//!
+//! [[pipelines]]                  # see docs/pipelines.md
+//! name = "hr-1m"
+//! from = ["vitals"]
+//! steps = [
+//!   { op = "filter", when = "hr > 0" },
+//!   { op = "window", key = "patient_id", time = "ts", size = "1m", aggregates = { n = "count()", avg_hr = "avg(hr)" } },
+//! ]
+//! sinks = [{ type = "topic", topic = "vitals.hr-1m" }]
 //! ```
 
 use anyhow::Context;
@@ -38,6 +50,20 @@ pub struct Config {
     pub log: LogConfig,
     /// What `aorta serve` listens to.
     pub sources: SourcesConfig,
+    /// Stream-processing pipelines (`[[pipelines]]`), run by `aorta serve` and
+    /// `aorta pipeline run`.
+    pub pipelines: Vec<aorta_pipeline::PipelineConfig>,
+    /// Where pipeline checkpoints live.
+    pub state: StateConfig,
+}
+
+/// `[state]`: pipeline checkpoints.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    /// Directory of the checkpoint store. Default: `<data_dir>/pipelines` on the embedded
+    /// backend, `./aorta-state` on Kafka.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 /// Ingest sources for `aorta serve`.
@@ -115,6 +141,8 @@ mod tests {
             c.sources.mllp[0].max_connections, 256,
             "unset keys keep their defaults"
         );
+        assert_eq!(c.pipelines[0].name, "hr-1m");
+        assert_eq!(c.pipelines[0].steps.len(), 2);
     }
 
     #[test]

@@ -69,6 +69,13 @@ enum Command {
         #[command(subcommand)]
         action: cmd::fhir::FhirCmd,
     },
+    /// Check and run the stream-processing pipelines of the config.
+    Pipeline {
+        #[command(subcommand)]
+        action: cmd::pipeline::PipelineCmd,
+    },
+    /// Reprocess a pipeline's history (from an offset or a time) into a new topic.
+    Replay(cmd::pipeline::ReplayArgs),
     /// Run Aorta's main job on the embedded log (for now: an HL7 round trip; see README).
     Demo(cmd::demo::DemoArgs),
     /// Benchmarks that print ratios against a baseline measured in the same run.
@@ -159,6 +166,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hl7 { action } => cmd::hl7::run(action).await,
         Command::Fhir { action } => cmd::fhir::run(action),
         Command::Serve => cmd::serve::run(resolved.open().await?, &resolved.config).await,
+        Command::Pipeline { action } => {
+            if matches!(action, cmd::pipeline::PipelineCmd::Check) {
+                // A check needs no log.
+                for l in cmd::pipeline::check_all(&resolved.config)? {
+                    println!("{l}");
+                }
+                anyhow::ensure!(
+                    !resolved.config.pipelines.is_empty(),
+                    "the config declares no [[pipelines]] (pass --config aorta.toml)"
+                );
+                return Ok(());
+            }
+            cmd::pipeline::run(resolved.open().await?, &resolved.config, action).await
+        }
+        Command::Replay(args) => {
+            cmd::pipeline::replay(resolved.open().await?, &resolved.config, args).await
+        }
         Command::Demo(args) => cmd::demo::run(resolved.open().await?.as_ref(), args).await,
         Command::Bench { what } => {
             cmd::bench::run(what, resolved.data_dir(), resolved.config.log.kafka.clone()).await

@@ -202,6 +202,11 @@ pub fn check(kind: Kind, s: &str) -> Result<(), String> {
     parse(kind, s).map(|_| ())
 }
 
+/// True when `offset` is `Z` or `±hh:mm`: exactly the values that complete a FHIR instant.
+pub fn is_offset(offset: &str) -> bool {
+    check(Kind::Instant, &format!("2000-01-01T00:00:00{offset}")).is_ok()
+}
+
 /// Days from 1970-01-01 to the given civil date (proleptic Gregorian).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };

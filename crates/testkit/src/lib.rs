@@ -104,3 +104,58 @@ pub fn corpus(sub: &str) -> Option<PathBuf> {
     eprintln!("SKIPPED (not in CI): {msg}");
     None
 }
+
+/// A Python interpreter with DuckDB (the independent reference for window results):
+/// `$AORTA_DUCKDB_PYTHON`, else the virtualenv that `scripts/ensure-duckdb.sh` makes in the
+/// cache. In CI a missing one fails the test; elsewhere it is a loud skip with the fix.
+pub fn duckdb_python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("AORTA_DUCKDB_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let home = std::env::var("HOME").ok()?;
+            let cache =
+                std::env::var("AORTA_CACHE").unwrap_or_else(|_| format!("{home}/.cache/aorta"));
+            Some(PathBuf::from(cache).join("venv-duckdb/bin/python"))
+        });
+    if let Some(p) = candidate
+        && Command::new(&p)
+            .args(["-c", "import duckdb"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        return Some(p);
+    }
+    let msg =
+        "no Python with duckdb found: run scripts/ensure-duckdb.sh (or set AORTA_DUCKDB_PYTHON)";
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED (not in CI): {msg}");
+    None
+}
+
+/// Whether a PostgreSQL server answers at `AORTA_PG_URL`'s host (default 127.0.0.1:5432). In
+/// CI an absent server fails the test; elsewhere it is a loud skip.
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var("AORTA_PG_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".to_string());
+    let host = url
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("host="))
+        .unwrap_or("127.0.0.1");
+    let port = url
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("port="))
+        .unwrap_or("5432");
+    if std::net::TcpStream::connect(format!("{host}:{port}")).is_ok() {
+        return Some(url);
+    }
+    let msg = format!("no PostgreSQL at {host}:{port} (.ci/run starts one; or set AORTA_PG_URL)");
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED (not in CI): {msg}");
+    None
+}

@@ -228,11 +228,8 @@ pub async fn run(cmd: Hl7Cmd) -> anyhow::Result<()> {
             pretty,
         } => {
             if let Some(o) = &default_offset {
-                // Valid exactly when it completes a FHIR instant.
-                let probe = format!("2000-01-01T00:00:00{o}");
                 anyhow::ensure!(
-                    aorta_fhir::datetime::check(aorta_fhir::datetime::Kind::Instant, &probe)
-                        .is_ok(),
+                    aorta_fhir::datetime::is_offset(o),
                     "--default-offset {o:?} must be Z or ±hh:mm"
                 );
             }

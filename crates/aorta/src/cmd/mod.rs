@@ -8,6 +8,7 @@ pub mod consume;
 pub mod demo;
 pub mod fhir;
 pub mod hl7;
+pub mod pipeline;
 pub mod produce;
 pub mod serve;
 pub mod topics;

@@ -1,5 +1,6 @@
-//! `aorta serve`: run the configured sources against the log until SIGTERM or Ctrl-C, then
-//! stop accepting, let in-flight messages finish (their ACKs are sent), and exit.
+//! `aorta serve`: run the configured sources and pipelines against the log until SIGTERM or
+//! Ctrl-C, then stop accepting, let in-flight messages finish (their ACKs are sent), let each
+//! pipeline finish its round and checkpoint, and exit.
 
 use crate::config::Config;
 use aorta_log::Log;
@@ -7,7 +8,7 @@ use aorta_mllp::{MllpServer, MllpSourceConfig};
 use std::sync::Arc;
 use tokio::sync::watch;
 
-async fn signalled() {
+pub async fn signalled() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -46,6 +47,14 @@ pub async fn run(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<()> {
             source.listen,
         ));
     }
+    let mut pipelines = Vec::new();
+    for runner in super::pipeline::runners(&log, config)? {
+        let stats = runner.stats();
+        pipelines.push((tokio::spawn(runner.run(stopped.clone())), stats));
+    }
+    if !pipelines.is_empty() {
+        eprintln!("{} pipeline(s) running", pipelines.len());
+    }
     signalled().await;
     eprintln!("stopping: no new connections; finishing in-flight messages");
     stop.send_replace(true);
@@ -60,6 +69,15 @@ pub async fn run(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<()> {
             n(&stats.failed),
             n(&stats.connections)
         );
+    }
+    for (p, (task, _)) in config.pipelines.iter().zip(pipelines) {
+        match task.await? {
+            Ok(report) => {
+                eprintln!("pipeline {}:", p.name);
+                super::pipeline::print_report(&report, 0.0);
+            }
+            Err(e) => eprintln!("pipeline {} had stopped: {e}", p.name),
+        }
     }
     Ok(())
 }

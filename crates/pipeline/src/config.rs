@@ -1,0 +1,320 @@
+//! Pipeline declarations (`[[pipelines]]` in `aorta.toml`). Every key but `name`, `from` and
+//! the steps' own required keys has a default; unknown keys are rejected with their path.
+//!
+//! ```toml
+//! [[pipelines]]
+//! name = "vitals-1m"
+//! from = ["vitals"]                  # source topics
+//! # group = "pipeline.vitals-1m"     # consumer group (default: pipeline.<name>)
+//! # format = "json"                  # json (default) | bytes (HL7 v2 and other raw payloads)
+//! # dead_letter_topic = "vitals-1m.dlq"
+//!
+//! [[pipelines.steps]]
+//! op = "filter"
+//! when = "hr > 0 && exists(patient_id)"
+//!
+//! [[pipelines.steps]]
+//! op = "window"
+//! key = "patient_id"
+//! time = "ts"                        # event time (epoch ms or RFC 3339); default: record time
+//! kind = "tumbling"                  # tumbling | hopping (+ advance) | session (+ gap)
+//! size = "1m"
+//! grace = "5s"                       # allowed lateness after the window end
+//! late_topic = "vitals.late"         # late records go here (default: dropped, counted)
+//! aggregates = { n = "count()", avg_hr = "avg(hr)", max_hr = "max(hr)", p90_hr = "percentile(hr, 0.9)" }
+//!
+//! [[pipelines.sinks]]
+//! type = "topic"
+//! topic = "vitals.1m"
+//! ```
+
+use crate::duration::Duration;
+use crate::expr::Expr;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// One pipeline: sources → steps → sinks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Unique name; used for the consumer group, the checkpoint and output headers.
+    pub name: String,
+    /// Source topics (at least one).
+    pub from: Vec<String>,
+    /// Consumer group. Default `pipeline.<name>`.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// How record values are decoded.
+    #[serde(default)]
+    pub format: Format,
+    /// Where events that fail an operator go, with the reason in headers. Default `<name>.dlq`.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// The operators, in order.
+    #[serde(default)]
+    pub steps: Vec<StepConfig>,
+    /// Where events that reach the end of the steps go. Events may also leave earlier
+    /// through `route` steps.
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+    /// Largest read per partition and round. Default 1 MiB.
+    #[serde(default = "default_read_bytes")]
+    pub max_read_bytes: usize,
+}
+
+fn default_read_bytes() -> usize {
+    1 << 20
+}
+
+impl PipelineConfig {
+    /// The consumer group.
+    pub fn group(&self) -> String {
+        self.group
+            .clone()
+            .unwrap_or_else(|| format!("pipeline.{}", self.name))
+    }
+
+    /// The dead-letter topic.
+    pub fn dead_letter_topic(&self) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.name))
+    }
+}
+
+/// How a source record's value is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// JSON; a value that is not JSON is dead-lettered.
+    #[default]
+    Json,
+    /// Opaque bytes (HL7 v2, text); expressions see `null` until an operator decodes them.
+    Bytes,
+}
+
+/// One operator.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum StepConfig {
+    /// Keep events for which `when` is true.
+    Filter {
+        /// Condition.
+        when: Expr,
+    },
+    /// Set fields (dotted paths) to computed values and remove others.
+    Map {
+        /// `path = "expression"`, applied in order of the table.
+        #[serde(default)]
+        set: BTreeMap<String, Expr>,
+        /// Paths to remove, after `set`.
+        #[serde(default)]
+        remove: Vec<String>,
+    },
+    /// Keep only these fields (dotted paths), in this order.
+    Project {
+        /// Paths to keep.
+        fields: Vec<String>,
+    },
+    /// Send events to topics by predicate; the first matching route wins.
+    Route {
+        /// Routes, tried in order.
+        routes: Vec<RouteConfig>,
+        /// Topic for events no route matches. Default: they continue to the next step.
+        #[serde(default)]
+        default: Option<String>,
+    },
+    /// Drop events whose key was seen within the window.
+    Dedupe {
+        /// The identity of an event.
+        key: Expr,
+        /// How long a key is remembered (event time).
+        window: Duration,
+        /// Event time; default the record timestamp.
+        #[serde(default)]
+        time: Option<Expr>,
+        /// Bound on remembered keys; past it, the oldest are forgotten. Default 1,000,000.
+        #[serde(default = "default_max_keys")]
+        max_keys: usize,
+    },
+    /// Event-time window aggregation.
+    Window(WindowConfig),
+    /// Convert an HL7 v2 message (bytes) into FHIR R4.
+    #[serde(rename = "hl7-to-fhir")]
+    Hl7ToFhir {
+        /// `bundle` (one batch Bundle per message) or `resources` (one event per resource,
+        /// keyed by resource id). Default `resources`.
+        #[serde(default)]
+        emit: FhirEmit,
+        /// Offset for times without one when MSH-7 has none (`±hh:mm` or `Z`).
+        #[serde(default)]
+        default_offset: Option<String>,
+    },
+    /// Validate FHIR R4 resources; invalid ones are dead-lettered with the OperationOutcome.
+    Validate {
+        /// Unknown elements are errors (true) or warnings (false, default).
+        #[serde(default)]
+        strict: bool,
+    },
+}
+
+fn default_max_keys() -> usize {
+    1_000_000
+}
+
+/// One `route` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Condition.
+    pub when: Expr,
+    /// Destination topic.
+    pub to: String,
+}
+
+/// What `hl7-to-fhir` emits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FhirEmit {
+    /// One event per resource.
+    #[default]
+    Resources,
+    /// One Bundle per message.
+    Bundle,
+}
+
+/// Window kinds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowKind {
+    /// Fixed, non-overlapping windows of `size`, aligned to the epoch.
+    #[default]
+    Tumbling,
+    /// Windows of `size` starting every `advance`.
+    Hopping,
+    /// Per key, events less than `gap` apart.
+    Session,
+}
+
+/// `op = "window"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Group events by this (e.g. `patient_id`).
+    pub key: Expr,
+    /// Event time (epoch ms number, or RFC 3339 string). Default: the record timestamp.
+    #[serde(default)]
+    pub time: Option<Expr>,
+    /// Kind of window.
+    #[serde(default)]
+    pub kind: WindowKind,
+    /// Window length (tumbling, hopping).
+    #[serde(default)]
+    pub size: Option<Duration>,
+    /// Hop (hopping windows).
+    #[serde(default)]
+    pub advance: Option<Duration>,
+    /// Inactivity gap (session windows).
+    #[serde(default)]
+    pub gap: Option<Duration>,
+    /// Allowed lateness: a window closes once stream time passes its end by this much.
+    #[serde(default)]
+    pub grace: Duration,
+    /// Topic for records that arrive after all their windows closed. Default: dropped (counted).
+    #[serde(default)]
+    pub late_topic: Option<String>,
+    /// `output_field = "fn(expression)"`: count(), count(x), sum, avg, min, max, first, last,
+    /// count_distinct, percentile(x, q) with q in [0, 1].
+    pub aggregates: BTreeMap<String, String>,
+    /// Bound on open windows per partition. Default 1,000,000.
+    #[serde(default = "default_max_keys")]
+    pub max_open_windows: usize,
+}
+
+/// One sink.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// Append to a topic (created with `partitions` if missing).
+    Topic {
+        /// Topic name.
+        topic: String,
+        /// Record key; default the event's key.
+        #[serde(default)]
+        key: Option<Expr>,
+        /// Partitions if the topic must be created. Default 1.
+        #[serde(default = "one")]
+        partitions: u32,
+    },
+    /// JSON lines in a file, rotated by size.
+    File {
+        /// File path; rotated files get `.1`, `.2`, … appended.
+        path: PathBuf,
+        /// Rotate once the file reaches this size. Default 256 MiB.
+        #[serde(default = "default_rotate")]
+        max_bytes: u64,
+    },
+    /// Upsert into a PostgreSQL table.
+    Postgres(PostgresSinkConfig),
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_rotate() -> u64 {
+    256 << 20
+}
+
+/// `type = "postgres"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkConfig {
+    /// libpq-style connection string, e.g. `host=127.0.0.1 user=postgres dbname=test`.
+    pub url: String,
+    /// Table name (optionally `schema.table`).
+    pub table: String,
+    /// Column name → SQL type, filled from the event's field of the same name.
+    pub columns: BTreeMap<String, String>,
+    /// Primary-key columns: rows are upserted by these, so a replay writes each row once.
+    pub key: Vec<String>,
+    /// Create the table if it does not exist. Default false.
+    #[serde(default)]
+    pub create_table: bool,
+    /// Attempts per batch before the pipeline stops with the error. Default 8.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_attempts() -> u32 {
+    8
+}
+
+/// Why a config could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// Where in the document (`pipelines[0].steps[1].when`).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses `[[pipelines]]` from a TOML document, naming the path of any mistake.
+pub fn parse_pipelines(toml_text: &str) -> Result<Vec<PipelineConfig>, ConfigError> {
+    #[derive(Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        pipelines: Vec<PipelineConfig>,
+    }
+    let de = toml::Deserializer::parse(toml_text).map_err(|e| ConfigError {
+        path: String::from("(document)"),
+        message: e.to_string(),
+    })?;
+    let doc: Doc = serde_path_to_error::deserialize(de).map_err(|e| ConfigError {
+        path: e.path().to_string(),
+        message: e.into_inner().message().to_string(),
+    })?;
+    Ok(doc.pipelines)
+}

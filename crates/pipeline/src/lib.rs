@@ -1,0 +1,45 @@
+//! # aorta-pipeline — declarative stream processing over the log
+//!
+//! Owns pipelines: sources (topics) → operators → sinks, declared in TOML and run as
+//! consumers of the log.
+//!
+//! | module | what it owns |
+//! |---|---|
+//! | [`config`] | `[[pipelines]]`: steps, sinks, defaults; unknown keys rejected with their path |
+//! | [`expr`] | the expression language of `when`/`set`/`key`/aggregate inputs |
+//! | [`ops`] | operators: filter, map, project, route, dedupe, window, hl7-to-fhir, validate |
+//! | [`agg`] | window aggregates (count, sum, avg, min, max, first, last, count_distinct, percentile) |
+//! | [`chain`] | one input partition's steps: events in, routed events out, dead letters |
+//! | [`sink`] | file (JSON lines, rotation) and PostgreSQL (upsert) sinks |
+//! | [`state`] | checkpoints in redb: offsets + operator state + output positions, atomically |
+//! | [`runner`] | the read → process → write → checkpoint loop; restart without loss or duplicates |
+//!
+//! ## Invariants
+//! * Operators are deterministic functions of (state, input): no wall clock, no randomness.
+//!   This is what makes a replay from a checkpoint reproduce the same outputs with the same
+//!   identities, and so what makes restarts exact on the embedded backend.
+//! * An operator that fails on one event never stops the pipeline: the event goes to the
+//!   dead-letter topic with `aorta.error` and `aorta.operator` headers.
+//! * Every output carries `aorta.lineage` (`topic/partition/offset` of its source record).
+//! * A checkpoint is taken only after the outputs it covers are durable.
+//! * Everything is bounded: reads per round (`max_read_bytes`), open windows, dedupe keys.
+//!
+//! ## Must not depend on
+//! A concrete log backend (only the `aorta_log::Log` trait), any server, or clinical rules.
+
+pub mod agg;
+pub mod chain;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod event;
+pub mod expr;
+pub mod ops;
+pub mod runner;
+pub mod sink;
+pub mod state;
+
+pub use config::{PipelineConfig, parse_pipelines};
+pub use error::PipelineError;
+pub use runner::{PipelineStats, RunOptions, RunReport, Runner, StartAt, check};
+pub use state::StateStore;

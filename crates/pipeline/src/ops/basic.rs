@@ -1,0 +1,197 @@
+//! Stateless operators: `filter`, `map`, `project`, `route`.
+
+use super::{Operator, Out};
+use crate::config::RouteConfig;
+use crate::event::Event;
+use crate::expr::{Expr, remove_path, set_path};
+use serde_json::{Map as JsonMap, Value};
+use std::collections::BTreeMap;
+
+/// `op = "filter"`: keeps events for which `when` is true.
+pub struct Filter {
+    when: Expr,
+    dropped: u64,
+}
+
+impl Filter {
+    /// Builds it.
+    pub fn new(when: Expr) -> Filter {
+        Filter { when, dropped: 0 }
+    }
+}
+
+impl Operator for Filter {
+    fn kind(&self) -> &'static str {
+        "filter"
+    }
+    fn describe(&self) -> String {
+        format!("filter when {}", self.when)
+    }
+    fn process(&mut self, e: Event, out: &mut Out) -> Result<(), String> {
+        if self
+            .when
+            .test(e.value(), &e.meta())
+            .map_err(|x| x.to_string())?
+        {
+            out.next(e);
+        } else {
+            self.dropped += 1;
+        }
+        Ok(())
+    }
+    fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// `op = "map"`: sets fields to computed values, then removes fields.
+pub struct Map {
+    set: Vec<(String, Expr)>,
+    remove: Vec<String>,
+}
+
+impl Map {
+    /// Builds it.
+    pub fn new(set: BTreeMap<String, Expr>, remove: Vec<String>) -> Map {
+        Map {
+            set: set.into_iter().collect(),
+            remove,
+        }
+    }
+}
+
+impl Operator for Map {
+    fn kind(&self) -> &'static str {
+        "map"
+    }
+    fn describe(&self) -> String {
+        let sets: Vec<String> = self.set.iter().map(|(k, e)| format!("{k} = {e}")).collect();
+        format!("map set [{}] remove {:?}", sets.join(", "), self.remove)
+    }
+    fn process(&mut self, mut e: Event, out: &mut Out) -> Result<(), String> {
+        let Some(_) = &e.json else {
+            return Err("map needs a JSON payload".into());
+        };
+        // Every value is computed from the input before any is written, so the order of `set`
+        // entries never matters.
+        let mut computed = Vec::with_capacity(self.set.len());
+        for (path, expr) in &self.set {
+            let v = expr
+                .eval(e.value(), &e.meta())
+                .map_err(|x| format!("{path} = {expr}: {x}"))?
+                .into_json();
+            computed.push((path, v));
+        }
+        let json = e.json.get_or_insert(Value::Null);
+        for (path, v) in computed {
+            set_path(json, path, v).map_err(|x| x.to_string())?;
+        }
+        for path in &self.remove {
+            remove_path(json, path);
+        }
+        out.next(e);
+        Ok(())
+    }
+}
+
+/// `op = "project"`: keeps only the listed fields.
+pub struct Project {
+    fields: Vec<(String, Expr)>,
+}
+
+impl Project {
+    /// Builds it; each field must be a path.
+    pub fn new(fields: Vec<String>) -> Result<Project, String> {
+        let mut out = Vec::new();
+        for f in fields {
+            let e = Expr::parse(&f).map_err(|x| format!("project field {f:?}: {x}"))?;
+            if e.root_field().is_none() {
+                return Err(format!("project field {f:?} must be a path like a.b"));
+            }
+            out.push((f, e));
+        }
+        Ok(Project { fields: out })
+    }
+}
+
+impl Operator for Project {
+    fn kind(&self) -> &'static str {
+        "project"
+    }
+    fn describe(&self) -> String {
+        let names: Vec<&str> = self.fields.iter().map(|(f, _)| f.as_str()).collect();
+        format!("project {names:?}")
+    }
+    fn process(&mut self, mut e: Event, out: &mut Out) -> Result<(), String> {
+        let mut obj = Value::Object(JsonMap::new());
+        for (path, expr) in &self.fields {
+            let v = expr
+                .eval(e.value(), &e.meta())
+                .map_err(|x| x.to_string())?
+                .into_json();
+            if !v.is_null() {
+                set_path(&mut obj, path, v).map_err(|x| x.to_string())?;
+            }
+        }
+        e.json = Some(obj);
+        out.next(e);
+        Ok(())
+    }
+}
+
+/// `op = "route"`: the first route whose condition holds sends the event to its topic.
+pub struct Route {
+    routes: Vec<RouteConfig>,
+    default: Option<String>,
+}
+
+impl Route {
+    /// Builds it.
+    pub fn new(routes: Vec<RouteConfig>, default: Option<String>) -> Result<Route, String> {
+        for t in routes.iter().map(|r| &r.to).chain(default.iter()) {
+            aorta_log::validate_topic_name(t).map_err(|e| e.to_string())?;
+        }
+        Ok(Route { routes, default })
+    }
+}
+
+impl Operator for Route {
+    fn kind(&self) -> &'static str {
+        "route"
+    }
+    fn describe(&self) -> String {
+        let mut parts: Vec<String> = self
+            .routes
+            .iter()
+            .map(|r| format!("{} -> {}", r.when, r.to))
+            .collect();
+        parts.push(match &self.default {
+            Some(d) => format!("otherwise -> {d}"),
+            None => "otherwise -> next step".into(),
+        });
+        format!("route [{}]", parts.join("; "))
+    }
+    fn process(&mut self, e: Event, out: &mut Out) -> Result<(), String> {
+        for r in &self.routes {
+            if r.when
+                .test(e.value(), &e.meta())
+                .map_err(|x| format!("route to {}: {x}", r.to))?
+            {
+                out.topic(&r.to, e);
+                return Ok(());
+            }
+        }
+        match &self.default {
+            Some(d) => out.topic(d, e),
+            None => out.next(e),
+        }
+        Ok(())
+    }
+    fn topics(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .map(|r| r.to.clone())
+            .chain(self.default.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,144 @@
+//! Operators: one module per kind, each a config-built struct implementing [`Operator`].
+//!
+//! An operator sees one event at a time, in partition order, and pushes what it produces into
+//! an [`Out`]: to the next step, or straight to a topic (routes, late records). An `Err` sends
+//! the event to the dead-letter topic with the reason. Operators are deterministic functions of
+//! their state and input (no wall clock), which is what lets a restart replay from a checkpoint
+//! and produce exactly the outputs it had produced before.
+
+mod basic;
+mod dedupe;
+mod fhir;
+mod window;
+
+pub use basic::{Filter, Map, Project, Route};
+pub use dedupe::Dedupe;
+pub use fhir::{Hl7ToFhir, ValidateFhir};
+pub use window::Window;
+
+use crate::config::StepConfig;
+use crate::event::Event;
+use serde_json::Value;
+
+/// Where an operator sends an event.
+#[derive(Debug)]
+pub enum Dest {
+    /// The next step (or the pipeline's sinks after the last step).
+    Next,
+    /// A topic, leaving the pipeline.
+    Topic(String),
+}
+
+/// What an operator produced for one input.
+#[derive(Debug, Default)]
+pub struct Out {
+    /// Events, in order.
+    pub events: Vec<(Dest, Event)>,
+}
+
+impl Out {
+    /// Sends to the next step.
+    pub fn next(&mut self, e: Event) {
+        self.events.push((Dest::Next, e));
+    }
+
+    /// Sends to a topic.
+    pub fn topic(&mut self, t: &str, e: Event) {
+        self.events.push((Dest::Topic(t.to_string()), e));
+    }
+}
+
+/// Counters an operator keeps (exported as metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OpCounters {
+    /// Events in.
+    pub input: u64,
+    /// Events out (to the next step or a topic).
+    pub output: u64,
+    /// Events dropped on purpose (filtered, duplicate, late without a late topic).
+    pub dropped: u64,
+    /// Events dead-lettered.
+    pub errors: u64,
+}
+
+/// One step of a pipeline.
+pub trait Operator: Send + Sync {
+    /// The `op` name, for logs, metrics and the topology.
+    fn kind(&self) -> &'static str;
+
+    /// One line describing the configured step, for `aorta pipeline check`.
+    fn describe(&self) -> String;
+
+    /// Processes one event.
+    fn process(&mut self, event: Event, out: &mut Out) -> Result<(), String>;
+
+    /// Called once the input ends (bounded runs and replays): emit what is still held, as a
+    /// watermark at +∞ would.
+    fn end_of_input(&mut self, _out: &mut Out) {}
+
+    /// Events dropped on purpose since the start (not errors).
+    fn dropped(&self) -> u64 {
+        0
+    }
+
+    /// The state to checkpoint (`None`: stateless).
+    fn snapshot(&self) -> Option<Value> {
+        None
+    }
+
+    /// Restores checkpointed state.
+    fn restore(&mut self, _state: Value) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Topics this operator may write to directly (routes, late records).
+    fn topics(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Builds an operator from its config, checking everything that can be checked up front.
+pub fn build(step: &StepConfig) -> Result<Box<dyn Operator>, String> {
+    Ok(match step {
+        StepConfig::Filter { when } => Box::new(Filter::new(when.clone())),
+        StepConfig::Map { set, remove } => Box::new(Map::new(set.clone(), remove.clone())),
+        StepConfig::Project { fields } => Box::new(Project::new(fields.clone())?),
+        StepConfig::Route { routes, default } => {
+            Box::new(Route::new(routes.clone(), default.clone())?)
+        }
+        StepConfig::Dedupe {
+            key,
+            window,
+            time,
+            max_keys,
+        } => Box::new(Dedupe::new(key.clone(), *window, time.clone(), *max_keys)?),
+        StepConfig::Window(w) => Box::new(Window::new(w)?),
+        StepConfig::Hl7ToFhir {
+            emit,
+            default_offset,
+        } => Box::new(Hl7ToFhir::new(*emit, default_offset.clone())?),
+        StepConfig::Validate { strict } => Box::new(ValidateFhir::new(*strict)),
+    })
+}
+
+/// Reads an event time: an integer (epoch ms) or an RFC 3339 dateTime string.
+pub(crate) fn event_time(time: Option<&crate::expr::Expr>, e: &Event) -> Result<i64, String> {
+    use crate::expr::Val;
+    let Some(expr) = time else {
+        return Ok(e.timestamp_ms);
+    };
+    match expr
+        .eval(e.value(), &e.meta())
+        .map_err(|err| err.to_string())?
+    {
+        Val::Int(i) => Ok(i),
+        Val::Float(f) if f.is_finite() => Ok(f as i64),
+        Val::Str(s) => aorta_fhir::datetime::to_utc_nanos(&s)
+            .map(|ns| ns.div_euclid(1_000_000) as i64)
+            .ok_or_else(|| format!("event time {s:?} ({expr}) is not a dateTime with a time")),
+        other => Err(format!(
+            "event time `{expr}` is {} (need epoch milliseconds or an RFC 3339 dateTime)",
+            other.to_key_string()
+        )),
+    }
+}

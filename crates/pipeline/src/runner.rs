@@ -1,0 +1,747 @@
+//! Running a pipeline against the log.
+//!
+//! ## The loop
+//! ```text
+//! restore checkpoint ─▶ recover sinks ─▶ suppress set (outputs written after the checkpoint)
+//! round: read every assigned partition from its next offset (≤ max_read_bytes each)
+//!        ─▶ decode ─▶ steps (one Chain per input partition: its own state and watermark)
+//!        ─▶ write: topics (sinks, routes, late, dead letters) concurrently, then the other
+//!           sinks; every write is durable when it returns
+//!        ─▶ checkpoint: offsets + operator state + output positions, one redb transaction
+//!        ─▶ commit the group's offsets (for lag; the checkpoint is what a restart trusts)
+//! ```
+//! A slow sink delays the next round, so consumption slows with it; memory is bounded by one
+//! round's reads and outputs.
+//!
+//! ## Delivery
+//! * **Embedded backend: exactly-once effect.** Operators are deterministic, so replaying from
+//!   the checkpoint reproduces the same outputs with the same identities (`aorta.emit` =
+//!   `<pipeline>:<topic>/<partition>:<offset>:<n>`). On restart the runner reads back what each
+//!   output topic received after the checkpoint's positions and skips those identities; file
+//!   sinks are truncated to the checkpoint; PostgreSQL rows are upserted by key.
+//! * **Kafka backend: at-least-once.** State is checkpointed locally with the offsets; a
+//!   partition that moves to another worker starts there from the group's committed offset with
+//!   empty state (changelog topics are future work), and topic outputs may repeat.
+
+use crate::chain::{Chain, Target};
+use crate::config::{PipelineConfig, SinkConfig};
+use crate::error::PipelineError;
+use crate::event::{EMIT_HEADER, ERROR_HEADER, Event, LINEAGE_HEADER, OPERATOR_HEADER, Origin};
+use crate::expr::Expr;
+use crate::sink::{FileSink, PostgresSink, Sink};
+use crate::state::{OutputCheckpoint, PartitionCheckpoint, StateStore};
+use aorta_log::{Log, LogError, ReadOptions, Record, TopicConfig, TopicPartition};
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How a run behaves.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Stop once every input partition reaches the end it had when the run started, emitting
+    /// what windows still hold (bounded runs, benchmarks, replays). Otherwise follow forever.
+    pub until_end: bool,
+    /// How long a read waits for new records when the pipeline is idle.
+    pub idle_wait: Duration,
+    /// Where checkpoints go.
+    pub state: StateStore,
+    /// Where to start when the pipeline has no checkpoint for a partition (replays). Default:
+    /// the group's committed offset, else the partition's start.
+    pub start: Option<StartAt>,
+}
+
+/// A replay's starting point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// This offset in every source partition (or the partition's start, if later).
+    Offset(u64),
+    /// The first records with a timestamp at or after this (ms); earlier ones are skipped.
+    TimeMs(i64),
+}
+
+/// Live counters of a running pipeline (shared with `aorta serve` and metrics).
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Records read.
+    pub input: AtomicU64,
+    /// Records written to sinks and topics (dead letters excluded).
+    pub output: AtomicU64,
+    /// Records dead-lettered.
+    pub dead_lettered: AtomicU64,
+    /// Outputs not written again after a restart (already written before the crash).
+    pub suppressed: AtomicU64,
+    /// Checkpoints taken.
+    pub checkpoints: AtomicU64,
+}
+
+/// What a finished run did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunReport {
+    /// Records read.
+    pub input: u64,
+    /// Records written (sinks and topics, dead letters excluded).
+    pub output: u64,
+    /// Records dead-lettered.
+    pub dead_lettered: u64,
+    /// Outputs suppressed as already written.
+    pub suppressed: u64,
+    /// Per step: kind and counters (summed over partitions).
+    pub steps: Vec<(String, crate::ops::OpCounters)>,
+}
+
+enum SinkSlot {
+    Topic { topic: String, key: Option<Expr> },
+    Other(Box<dyn Sink>),
+}
+
+struct PartitionRun {
+    topic: Arc<str>,
+    chain: Chain,
+    next: u64,
+    /// Bounded runs: where this partition ends.
+    end: Option<u64>,
+}
+
+/// A pipeline bound to a log, ready to run.
+pub struct Runner {
+    log: Arc<dyn Log>,
+    config: PipelineConfig,
+    options: RunOptions,
+    sinks: Vec<SinkSlot>,
+    output_topics: BTreeMap<String, u32>,
+    stats: Arc<PipelineStats>,
+    suppress: HashSet<String>,
+}
+
+fn log_err(pipeline: &str) -> impl Fn(LogError) -> PipelineError + '_ {
+    move |source| PipelineError::Log {
+        pipeline: pipeline.to_string(),
+        source,
+    }
+}
+
+/// Builds every step and sink of `config` without touching the log: the topology check.
+pub fn check(config: &PipelineConfig) -> Result<Vec<String>, PipelineError> {
+    let chain = Chain::build(config)?;
+    let mut lines = vec![format!(
+        "pipeline {}: from {:?} as group {} ({:?})",
+        config.name,
+        config.from,
+        config.group(),
+        config.format
+    )];
+    for (i, d) in chain.describe().into_iter().enumerate() {
+        lines.push(format!("  [{i}] {d}"));
+    }
+    for s in build_sinks(config)? {
+        lines.push(format!(
+            "  -> {}",
+            match &s {
+                SinkSlot::Topic { topic, key } => match key {
+                    Some(k) => format!("topic {topic} (key {k})"),
+                    None => format!("topic {topic}"),
+                },
+                SinkSlot::Other(s) => s.describe(),
+            }
+        ));
+    }
+    lines.push(format!("  errors -> {}", config.dead_letter_topic()));
+    Ok(lines)
+}
+
+fn build_sinks(config: &PipelineConfig) -> Result<Vec<SinkSlot>, PipelineError> {
+    let cfg_err = |message: String| PipelineError::Config {
+        pipeline: config.name.clone(),
+        message,
+    };
+    if config.from.is_empty() {
+        return Err(cfg_err("from = [topics] is empty".into()));
+    }
+    let mut out = Vec::new();
+    for (i, s) in config.sinks.iter().enumerate() {
+        out.push(match s {
+            SinkConfig::Topic { topic, key, .. } => {
+                aorta_log::validate_topic_name(topic)
+                    .map_err(|e| cfg_err(format!("sinks[{i}]: {e}")))?;
+                SinkSlot::Topic {
+                    topic: topic.clone(),
+                    key: key.clone(),
+                }
+            }
+            SinkConfig::File { path, max_bytes } => {
+                SinkSlot::Other(Box::new(FileSink::new(path.clone(), *max_bytes)))
+            }
+            SinkConfig::Postgres(pg) => SinkSlot::Other(Box::new(
+                PostgresSink::new(pg.clone()).map_err(|e| cfg_err(format!("sinks[{i}]: {e}")))?,
+            )),
+        });
+    }
+    if out.is_empty()
+        && !config
+            .steps
+            .iter()
+            .any(|s| matches!(s, crate::config::StepConfig::Route { .. }))
+    {
+        return Err(cfg_err(
+            "no sinks: add [[pipelines.sinks]] (type = \"topic\", \"file\" or \"postgres\")".into(),
+        ));
+    }
+    Ok(out)
+}
+
+impl Runner {
+    /// Checks the pipeline and prepares its sinks.
+    pub fn new(
+        log: Arc<dyn Log>,
+        config: PipelineConfig,
+        options: RunOptions,
+    ) -> Result<Runner, PipelineError> {
+        let chain = Chain::build(&config)?;
+        let sinks = build_sinks(&config)?;
+        let mut output_topics = BTreeMap::new();
+        for s in &config.sinks {
+            if let SinkConfig::Topic {
+                topic, partitions, ..
+            } = s
+            {
+                output_topics.insert(topic.clone(), (*partitions).max(1));
+            }
+        }
+        for t in chain.topics() {
+            output_topics.entry(t).or_insert(1);
+        }
+        output_topics.entry(config.dead_letter_topic()).or_insert(1);
+        Ok(Runner {
+            log,
+            config,
+            options,
+            sinks,
+            output_topics,
+            stats: Arc::new(PipelineStats::default()),
+            suppress: HashSet::new(),
+        })
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<PipelineStats> {
+        self.stats.clone()
+    }
+
+    fn err(&self) -> impl Fn(LogError) -> PipelineError + '_ {
+        log_err(&self.config.name)
+    }
+
+    async fn ensure_outputs(&self) -> Result<(), PipelineError> {
+        for (t, partitions) in &self.output_topics {
+            match self.log.describe_topic(t).await {
+                Ok(_) => {}
+                Err(LogError::UnknownTopic { .. }) => {
+                    let cfg = TopicConfig {
+                        partitions: *partitions,
+                        ..TopicConfig::default()
+                    };
+                    match self.log.create_topic(t, cfg).await {
+                        Ok(_) | Err(LogError::TopicExists { .. }) => {}
+                        Err(e) => return Err(self.err()(e)),
+                    }
+                }
+                Err(e) => return Err(self.err()(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Source partitions; in follow mode, waits for missing topics to appear.
+    async fn sources(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<TopicPartition>, PipelineError> {
+        let mut said = false;
+        loop {
+            let mut out = Vec::new();
+            let mut missing = None;
+            for t in &self.config.from {
+                match self.log.describe_topic(t).await {
+                    Ok(d) => out.extend(
+                        d.partitions
+                            .iter()
+                            .map(|p| TopicPartition::new(t.clone(), p.partition)),
+                    ),
+                    Err(LogError::UnknownTopic { .. }) => missing = Some(t.clone()),
+                    Err(e) => return Err(self.err()(e)),
+                }
+            }
+            let Some(m) = missing else { return Ok(out) };
+            if self.options.until_end {
+                return Err(PipelineError::Config {
+                    pipeline: self.config.name.clone(),
+                    message: format!("source topic {m:?} does not exist"),
+                });
+            }
+            if !said {
+                tracing::info!(pipeline = %self.config.name, topic = %m, "waiting for the source topic to be created");
+                said = true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => return Ok(Vec::new()),
+            }
+            if *stop.borrow() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    /// Everything this pipeline wrote to its output topics after the checkpoint's positions.
+    async fn read_back(&mut self, outputs: &OutputCheckpoint) -> Result<(), PipelineError> {
+        let prefix = format!("{}:", self.config.name);
+        for (topic, ends) in &outputs.topics {
+            for (p, from) in ends.iter().enumerate() {
+                let p = p as u32;
+                let Ok(offs) = self.log.offsets(topic, p).await else {
+                    continue;
+                };
+                let mut next = (*from).max(offs.log_start);
+                while next < offs.high_watermark {
+                    let batch = self
+                        .log
+                        .read(topic, p, next, ReadOptions::default())
+                        .await
+                        .map_err(self.err())?;
+                    if batch.records.is_empty() {
+                        break;
+                    }
+                    next = batch.next_offset(next);
+                    for r in batch.records {
+                        for (k, v) in &r.record.headers {
+                            if k == EMIT_HEADER
+                                && let Ok(id) = std::str::from_utf8(v)
+                                && id.starts_with(&prefix)
+                            {
+                                self.suppress.insert(id.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !self.suppress.is_empty() {
+            tracing::info!(pipeline = %self.config.name, outputs = self.suppress.len(), "outputs written after the last checkpoint will not be written again");
+        }
+        Ok(())
+    }
+
+    async fn output_positions(&self) -> Result<BTreeMap<String, Vec<u64>>, PipelineError> {
+        let mut out = BTreeMap::new();
+        for t in self.output_topics.keys() {
+            let d = self.log.describe_topic(t).await.map_err(self.err())?;
+            out.insert(
+                t.clone(),
+                d.partitions.iter().map(|p| p.high_watermark).collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn checkpoint(
+        &self,
+        parts: &BTreeMap<TopicPartition, PartitionRun>,
+    ) -> Result<(), PipelineError> {
+        let outputs = OutputCheckpoint {
+            topics: self.output_positions().await?,
+            sinks: self
+                .sinks
+                .iter()
+                .filter_map(|s| match s {
+                    SinkSlot::Other(s) => Some(s.position()),
+                    SinkSlot::Topic { .. } => None,
+                })
+                .collect(),
+        };
+        let snaps: Vec<(TopicPartition, PartitionCheckpoint)> = parts
+            .iter()
+            .map(|(tp, run)| {
+                (
+                    tp.clone(),
+                    PartitionCheckpoint {
+                        next_offset: run.next,
+                        states: run.chain.snapshot(),
+                    },
+                )
+            })
+            .collect();
+        let store = self.options.state.clone();
+        let name = self.config.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<(&TopicPartition, PartitionCheckpoint)> =
+                snaps.iter().map(|(tp, c)| (tp, c.clone())).collect();
+            store.save(&name, &outputs, &refs)
+        })
+        .await
+        .map_err(|e| PipelineError::State {
+            path: "checkpoint task".into(),
+            message: e.to_string(),
+        })??;
+        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        let offsets: Vec<(TopicPartition, u64)> =
+            parts.iter().map(|(tp, r)| (tp.clone(), r.next)).collect();
+        if let Err(e) = self.log.commit(&self.config.group(), &offsets).await {
+            tracing::warn!(pipeline = %self.config.name, error = %e, "group offset commit failed (the checkpoint holds the progress)");
+        }
+        Ok(())
+    }
+
+    fn record_for(&self, target: &Target, e: &Event, id: &str, key: Option<&Expr>) -> Record {
+        let mut headers: Vec<(String, Bytes)> = e
+            .headers
+            .iter()
+            .filter(|(k, _)| k != EMIT_HEADER && k != LINEAGE_HEADER)
+            .cloned()
+            .collect();
+        headers.push((LINEAGE_HEADER.into(), Bytes::from(e.origin.lineage())));
+        headers.push((EMIT_HEADER.into(), Bytes::copy_from_slice(id.as_bytes())));
+        let value = match target {
+            Target::DeadLetter { reason, operator } => {
+                headers.push((
+                    ERROR_HEADER.into(),
+                    Bytes::copy_from_slice(reason.as_bytes()),
+                ));
+                headers.push((
+                    OPERATOR_HEADER.into(),
+                    Bytes::from(format!("{}/{operator}", self.config.name)),
+                ));
+                if e.raw.is_empty() {
+                    e.encode()
+                } else {
+                    e.raw.clone()
+                }
+            }
+            _ => e.encode(),
+        };
+        let key = match key {
+            Some(k) => match k.eval(e.value(), &e.meta()) {
+                Ok(crate::expr::Val::Null) | Err(_) => None,
+                Ok(v) => Some(Bytes::from(v.to_key_string())),
+            },
+            None => e.key.clone(),
+        };
+        Record {
+            key,
+            value,
+            headers,
+            timestamp_ms: e.timestamp_ms,
+        }
+    }
+
+    /// Writes one round's outputs; returns once all are durable.
+    async fn write(&mut self, produced: Vec<(Target, Event, String)>) -> Result<(), PipelineError> {
+        let mut by_topic: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        let mut to_sinks: Vec<Event> = Vec::new();
+        let mut output = 0u64;
+        let mut dead = 0u64;
+        let mut suppressed = 0u64;
+        let dlq = self.config.dead_letter_topic();
+        let mut suppress = std::mem::take(&mut self.suppress);
+        for (target, e, id) in produced {
+            // An identity read back from an output topic after a restart was written before
+            // the crash: it is not written again.
+            let mut fresh = |id: &str| {
+                if !suppress.is_empty() && suppress.remove(id) {
+                    suppressed += 1;
+                    false
+                } else {
+                    true
+                }
+            };
+            match &target {
+                Target::Sinks => {
+                    for (i, s) in self.sinks.iter().enumerate() {
+                        if let SinkSlot::Topic { topic, key } = s {
+                            let sid = if i == 0 {
+                                id.clone()
+                            } else {
+                                format!("{id}:s{i}")
+                            };
+                            if fresh(&sid) {
+                                let r = self.record_for(&target, &e, &sid, key.as_ref());
+                                by_topic.entry(topic.clone()).or_default().push(r);
+                            }
+                        }
+                    }
+                    output += 1;
+                    to_sinks.push(e);
+                }
+                Target::Topic(t) => {
+                    output += 1;
+                    if fresh(&id) {
+                        let r = self.record_for(&target, &e, &id, None);
+                        by_topic.entry(t.clone()).or_default().push(r);
+                    }
+                }
+                Target::DeadLetter { .. } => {
+                    dead += 1;
+                    if fresh(&id) {
+                        let r = self.record_for(&target, &e, &id, None);
+                        by_topic.entry(dlq.clone()).or_default().push(r);
+                    }
+                }
+            }
+        }
+        self.suppress = suppress;
+        let log = self.log.clone();
+        let writes = by_topic.into_iter().map(|(t, recs)| {
+            let log = log.clone();
+            async move { log.produce(&t, recs, 0).await.map(|_| ()) }
+        });
+        futures::future::try_join_all(writes)
+            .await
+            .map_err(self.err())?;
+        // Non-topic sinks are idempotent on replay (files are truncated to the checkpoint,
+        // rows are upserted), so they get every event, suppressed or not.
+        if !to_sinks.is_empty() {
+            for s in self.sinks.iter_mut() {
+                if let SinkSlot::Other(s) = s {
+                    s.write(&to_sinks)
+                        .await
+                        .map_err(|message| PipelineError::Sink {
+                            pipeline: self.config.name.clone(),
+                            sink: s.describe(),
+                            message,
+                        })?;
+                }
+            }
+        }
+        self.stats.output.fetch_add(output, Ordering::Relaxed);
+        self.stats.dead_lettered.fetch_add(dead, Ordering::Relaxed);
+        self.stats
+            .suppressed
+            .fetch_add(suppressed, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs until the input ends (bounded) or `stop` turns true, checkpointing every round.
+    pub async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<RunReport, PipelineError> {
+        self.ensure_outputs().await?;
+        let sources = self.sources(&mut stop).await?;
+        let name = self.config.name.clone();
+        let store = self.options.state.clone();
+        let (outputs, saved) = tokio::task::spawn_blocking(move || store.load(&name))
+            .await
+            .map_err(|e| PipelineError::State {
+                path: "load task".into(),
+                message: e.to_string(),
+            })??;
+        if let Some(o) = &outputs {
+            self.read_back(o).await?;
+        }
+        let mut positions = outputs.map(|o| o.sinks.into_iter()).into_iter().flatten();
+        for s in self.sinks.iter_mut() {
+            if let SinkSlot::Other(s) = s {
+                s.recover(positions.next())
+                    .await
+                    .map_err(|message| PipelineError::Sink {
+                        pipeline: self.config.name.clone(),
+                        sink: s.describe(),
+                        message,
+                    })?;
+            }
+        }
+        let mut parts: BTreeMap<TopicPartition, PartitionRun> = BTreeMap::new();
+        let mut saved = saved;
+        for tp in sources {
+            let mut chain = Chain::build(&self.config)?;
+            let next = match saved.remove(&tp) {
+                Some(cp) => {
+                    chain
+                        .restore(cp.states)
+                        .map_err(|message| PipelineError::Config {
+                            pipeline: self.config.name.clone(),
+                            message: format!("{tp}: {message}"),
+                        })?;
+                    cp.next_offset
+                }
+                None => match self.options.start {
+                    Some(StartAt::Offset(o)) => o.max(
+                        self.log
+                            .offsets(&tp.topic, tp.partition)
+                            .await
+                            .map_err(self.err())?
+                            .log_start,
+                    ),
+                    Some(StartAt::TimeMs(_)) => {
+                        self.log
+                            .offsets(&tp.topic, tp.partition)
+                            .await
+                            .map_err(self.err())?
+                            .log_start
+                    }
+                    None => match self
+                        .log
+                        .committed(&self.config.group(), &tp)
+                        .await
+                        .map_err(self.err())?
+                    {
+                        Some(o) => o,
+                        None => {
+                            self.log
+                                .offsets(&tp.topic, tp.partition)
+                                .await
+                                .map_err(self.err())?
+                                .log_start
+                        }
+                    },
+                },
+            };
+            let end = if self.options.until_end {
+                Some(
+                    self.log
+                        .offsets(&tp.topic, tp.partition)
+                        .await
+                        .map_err(self.err())?
+                        .high_watermark,
+                )
+            } else {
+                None
+            };
+            parts.insert(
+                tp.clone(),
+                PartitionRun {
+                    topic: Arc::from(tp.topic.as_str()),
+                    chain,
+                    next,
+                    end,
+                },
+            );
+        }
+        tracing::info!(pipeline = %self.config.name, partitions = parts.len(), "pipeline running");
+        let read_opts = ReadOptions {
+            max_bytes: self.config.max_read_bytes.max(1024),
+            max_wait: Duration::ZERO,
+        };
+        let mut idle_turn = 0usize;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let mut produced: Vec<(Target, Event, String)> = Vec::new();
+            let mut any = false;
+            let keys: Vec<TopicPartition> = parts.keys().cloned().collect();
+            for tp in &keys {
+                let run = parts.get_mut(tp).ok_or_else(|| PipelineError::State {
+                    path: "partition table".into(),
+                    message: format!("{tp} vanished"),
+                })?;
+                if run.end.is_some_and(|e| run.next >= e) {
+                    continue;
+                }
+                let batch = self
+                    .log
+                    .read(&tp.topic, tp.partition, run.next, read_opts)
+                    .await
+                    .map_err(log_err(&self.config.name))?;
+                if batch.records.is_empty() {
+                    if batch.log_start > run.next {
+                        tracing::warn!(pipeline = %self.config.name, %tp, from = run.next, to = batch.log_start, "records were deleted by retention before they were processed; skipping ahead");
+                        run.next = batch.log_start;
+                    }
+                    continue;
+                }
+                any = true;
+                self.stats
+                    .input
+                    .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+                let mut out = Vec::new();
+                for rec in batch.records {
+                    if run.end.is_some_and(|e| rec.offset >= e) {
+                        break;
+                    }
+                    let offset = rec.offset;
+                    run.next = offset + 1;
+                    if let Some(StartAt::TimeMs(t)) = self.options.start
+                        && rec.record.timestamp_ms < t
+                    {
+                        continue;
+                    }
+                    if let Some(e) = run.chain.decode(&run.topic, tp.partition, rec, &mut out) {
+                        run.chain.push(e, &mut out);
+                    }
+                    if !out.is_empty() {
+                        let prefix = format!("{}:{tp}:{offset}", self.config.name);
+                        for (n, (t, e)) in out.drain(..).enumerate() {
+                            produced.push((t, e, format!("{prefix}:{n}")));
+                        }
+                    }
+                }
+            }
+            let finished = parts.values().all(|r| r.end.is_some_and(|e| r.next >= e));
+            if finished {
+                for (tp, run) in parts.iter_mut() {
+                    let mut out = Vec::new();
+                    run.chain.end_of_input(&mut out);
+                    let prefix = format!("{}:{tp}:end", self.config.name);
+                    for (n, (t, mut e)) in out.into_iter().enumerate() {
+                        e.origin = Origin {
+                            topic: run.topic.clone(),
+                            partition: tp.partition,
+                            offset: run.next,
+                        };
+                        produced.push((t, e, format!("{prefix}:{n}")));
+                    }
+                }
+            }
+            if any || finished {
+                self.write(produced).await?;
+                self.checkpoint(&parts).await?;
+            }
+            if finished {
+                break;
+            }
+            if !any {
+                // Idle: wait on one partition (in turn) for new records, or for stop.
+                let Some(tp) = keys.get(idle_turn % keys.len().max(1)) else {
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.options.idle_wait) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                };
+                idle_turn += 1;
+                let next = parts.get(tp).map_or(0, |r| r.next);
+                let wait = ReadOptions {
+                    max_bytes: 1,
+                    max_wait: self.options.idle_wait,
+                };
+                tokio::select! {
+                    r = self.log.read(&tp.topic, tp.partition, next, wait) => { r.map_err(log_err(&self.config.name))?; }
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+        let mut steps: Vec<(String, crate::ops::OpCounters)> = Vec::new();
+        for run in parts.values() {
+            for (i, (kind, c)) in run.chain.counters().into_iter().enumerate() {
+                if steps.len() <= i {
+                    steps.push((kind.to_string(), Default::default()));
+                }
+                let s = &mut steps[i].1;
+                s.input += c.input;
+                s.output += c.output;
+                s.dropped += c.dropped;
+                s.errors += c.errors;
+            }
+        }
+        Ok(RunReport {
+            input: self.stats.input.load(Ordering::Relaxed),
+            output: self.stats.output.load(Ordering::Relaxed),
+            dead_lettered: self.stats.dead_lettered.load(Ordering::Relaxed),
+            suppressed: self.stats.suppressed.load(Ordering::Relaxed),
+            steps,
+        })
+    }
+}
