@@ -194,21 +194,25 @@ impl Acc {
             }
             Acc::M { v: best } => {
                 if !null {
-                    let cand = v.clone().into_json();
-                    if !matches!(cand, Value::Number(_) | Value::String(_)) {
-                        return Err(format!("{f:?} needs numbers or strings, got {cand}"));
+                    if !matches!(v, Val::Int(_) | Val::Float(_) | Val::Str(_)) {
+                        return Err(format!(
+                            "{f:?} needs numbers or strings, got {}",
+                            v.to_key_string()
+                        ));
                     }
-                    let take = match compare(&cand, best) {
+                    // Compared in place: the value is copied only when it is the new extreme.
+                    let take = match compare_val(v, best) {
                         None if best.is_null() => true,
                         None => {
                             return Err(format!(
-                                "{f:?} cannot compare {cand} with {best}: mixed kinds"
+                                "{f:?} cannot compare {} with {best}: mixed kinds",
+                                v.to_key_string()
                             ));
                         }
                         Some(o) => (f == AggFn::Min && o.is_lt()) || (f == AggFn::Max && o.is_gt()),
                     };
                     if take {
-                        *best = cand;
+                        *best = v.clone().into_json();
                     }
                 }
             }
@@ -323,6 +327,15 @@ impl Acc {
                 num(s[lo] + (rank - lo as f64) * (s[hi] - s[lo]))
             }
         }
+    }
+}
+
+fn compare_val(a: &Val<'_>, b: &Value) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Val::Int(i), Value::Number(n)) if n.is_i64() => Some(i.cmp(&n.as_i64()?)),
+        (Val::Int(_) | Val::Float(_), Value::Number(n)) => a.as_f64()?.partial_cmp(&n.as_f64()?),
+        (Val::Str(x), Value::String(y)) => Some(x.as_ref().cmp(y.as_str())),
+        _ => None,
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::config::{Format, PipelineConfig};
 use crate::error::PipelineError;
 use crate::event::{Event, Origin};
-use crate::ops::{self, Dest, OpCounters, Operator, Out};
+use crate::ops::{self, Dest, OpCounters, Operator, Out, Rejected};
 use aorta_log::ConsumedRecord;
 use serde_json::Value;
 use std::sync::Arc;
@@ -122,17 +122,17 @@ impl Chain {
         }
         self.counters[i].input += 1;
         let mut produced = Out::default();
-        let keep = e.clone();
         match self.ops[i].process(e, &mut produced) {
             Ok(()) => self.forward(i, produced, out),
-            Err(reason) => {
+            Err(rejected) => {
                 self.counters[i].errors += 1;
+                let Rejected { event, reason } = *rejected;
                 out.push((
                     Target::DeadLetter {
                         reason,
                         operator: format!("{i}:{}", self.ops[i].kind()),
                     },
-                    keep,
+                    event,
                 ));
             }
         }

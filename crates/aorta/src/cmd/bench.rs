@@ -19,6 +19,8 @@ pub enum BenchCmd {
     Mllp(super::bench_mllp::MllpBenchArgs),
     /// FHIR parse+validate vs fhir.resources, and HL7 v2 -> FHIR conversion throughput.
     Fhir(super::bench_fhir::FhirBenchArgs),
+    /// Per-patient 1-minute windows over N vitals events from the log, vs DuckDB in memory.
+    Pipeline(super::bench_pipeline::PipelineBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -194,6 +196,7 @@ pub async fn run(
         BenchCmd::Kafka(args) => return super::bench_kafka::run(args, kafka).await,
         BenchCmd::Mllp(args) => return super::bench_mllp::run(args, data_dir).await,
         BenchCmd::Fhir(args) => return super::bench_fhir::run(args),
+        BenchCmd::Pipeline(args) => return super::bench_pipeline::run(args, data_dir).await,
     };
     anyhow::ensure!(
         args.mib > 0 && args.batch_bytes > 0,

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_fhir;
 pub mod bench_kafka;
 pub mod bench_mllp;
+pub mod bench_pipeline;
 pub mod consume;
 pub mod demo;
 pub mod fhir;

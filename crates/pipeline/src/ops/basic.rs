@@ -1,6 +1,6 @@
 //! Stateless operators: `filter`, `map`, `project`, `route`.
 
-use super::{Operator, Out};
+use super::{OpResult, Operator, Out, reject};
 use crate::config::RouteConfig;
 use crate::event::Event;
 use crate::expr::{Expr, remove_path, set_path};
@@ -27,15 +27,11 @@ impl Operator for Filter {
     fn describe(&self) -> String {
         format!("filter when {}", self.when)
     }
-    fn process(&mut self, e: Event, out: &mut Out) -> Result<(), String> {
-        if self
-            .when
-            .test(e.value(), &e.meta())
-            .map_err(|x| x.to_string())?
-        {
-            out.next(e);
-        } else {
-            self.dropped += 1;
+    fn process(&mut self, e: Event, out: &mut Out) -> OpResult {
+        match self.when.test(e.value(), &e.meta()) {
+            Ok(true) => out.next(e),
+            Ok(false) => self.dropped += 1,
+            Err(x) => return reject(e, x.to_string()),
         }
         Ok(())
     }
@@ -68,23 +64,27 @@ impl Operator for Map {
         let sets: Vec<String> = self.set.iter().map(|(k, e)| format!("{k} = {e}")).collect();
         format!("map set [{}] remove {:?}", sets.join(", "), self.remove)
     }
-    fn process(&mut self, mut e: Event, out: &mut Out) -> Result<(), String> {
-        let Some(_) = &e.json else {
-            return Err("map needs a JSON payload".into());
-        };
+    fn process(&mut self, mut e: Event, out: &mut Out) -> OpResult {
+        if e.json.is_none() {
+            return reject(e, "map needs a JSON payload");
+        }
         // Every value is computed from the input before any is written, so the order of `set`
         // entries never matters.
         let mut computed = Vec::with_capacity(self.set.len());
         for (path, expr) in &self.set {
-            let v = expr
-                .eval(e.value(), &e.meta())
-                .map_err(|x| format!("{path} = {expr}: {x}"))?
-                .into_json();
-            computed.push((path, v));
+            match expr.eval(e.value(), &e.meta()) {
+                Ok(v) => computed.push((path, v.into_json())),
+                Err(x) => {
+                    let reason = format!("{path} = {expr}: {x}");
+                    return reject(e, reason);
+                }
+            }
         }
         let json = e.json.get_or_insert(Value::Null);
         for (path, v) in computed {
-            set_path(json, path, v).map_err(|x| x.to_string())?;
+            if let Err(x) = set_path(json, path, v) {
+                return reject(e, x.to_string());
+            }
         }
         for path in &self.remove {
             remove_path(json, path);
@@ -122,15 +122,17 @@ impl Operator for Project {
         let names: Vec<&str> = self.fields.iter().map(|(f, _)| f.as_str()).collect();
         format!("project {names:?}")
     }
-    fn process(&mut self, mut e: Event, out: &mut Out) -> Result<(), String> {
+    fn process(&mut self, mut e: Event, out: &mut Out) -> OpResult {
         let mut obj = Value::Object(JsonMap::new());
         for (path, expr) in &self.fields {
-            let v = expr
-                .eval(e.value(), &e.meta())
-                .map_err(|x| x.to_string())?
-                .into_json();
-            if !v.is_null() {
-                set_path(&mut obj, path, v).map_err(|x| x.to_string())?;
+            let v = match expr.eval(e.value(), &e.meta()) {
+                Ok(v) => v.into_json(),
+                Err(x) => return reject(e, x.to_string()),
+            };
+            if !v.is_null()
+                && let Err(x) = set_path(&mut obj, path, v)
+            {
+                return reject(e, x.to_string());
             }
         }
         e.json = Some(obj);
@@ -171,14 +173,18 @@ impl Operator for Route {
         });
         format!("route [{}]", parts.join("; "))
     }
-    fn process(&mut self, e: Event, out: &mut Out) -> Result<(), String> {
+    fn process(&mut self, e: Event, out: &mut Out) -> OpResult {
         for r in &self.routes {
-            if r.when
-                .test(e.value(), &e.meta())
-                .map_err(|x| format!("route to {}: {x}", r.to))?
-            {
-                out.topic(&r.to, e);
-                return Ok(());
+            match r.when.test(e.value(), &e.meta()) {
+                Ok(true) => {
+                    out.topic(&r.to, e);
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(x) => {
+                    let reason = format!("route to {}: {x}", r.to);
+                    return reject(e, reason);
+                }
             }
         }
         match &self.default {

@@ -2,7 +2,7 @@
 //! it (event time). The remembered keys are bounded by `max_keys` and by time: keys older than
 //! the stream time minus the window are forgotten.
 
-use super::{Operator, Out, event_time};
+use super::{OpResult, Operator, Out, event_time, reject};
 use crate::duration::Duration;
 use crate::event::Event;
 use crate::expr::Expr;
@@ -47,6 +47,17 @@ impl Dedupe {
         })
     }
 
+    fn identity(&self, e: &Event) -> Result<(String, i64), String> {
+        let k = self
+            .key
+            .eval(e.value(), &e.meta())
+            .map_err(|x| x.to_string())?;
+        if matches!(k, crate::expr::Val::Null) {
+            return Err(format!("dedupe key `{}` is null", self.key));
+        }
+        Ok((k.to_key_string(), event_time(self.time.as_ref(), e)?))
+    }
+
     fn sweep(&mut self) {
         let horizon = self.stream_time.saturating_sub(self.window.ms());
         self.seen.retain(|_, t| *t >= horizon);
@@ -68,16 +79,11 @@ impl Operator for Dedupe {
     fn describe(&self) -> String {
         format!("dedupe by {} within {}", self.key, self.window)
     }
-    fn process(&mut self, e: Event, out: &mut Out) -> Result<(), String> {
-        let k = self
-            .key
-            .eval(e.value(), &e.meta())
-            .map_err(|x| x.to_string())?;
-        if matches!(k, crate::expr::Val::Null) {
-            return Err(format!("dedupe key `{}` is null", self.key));
-        }
-        let k = k.to_key_string();
-        let ts = event_time(self.time.as_ref(), &e)?;
+    fn process(&mut self, e: Event, out: &mut Out) -> OpResult {
+        let (k, ts) = match self.identity(&e) {
+            Ok(x) => x,
+            Err(reason) => return reject(e, reason),
+        };
         self.stream_time = self.stream_time.max(ts);
         if let Some(&first) = self.seen.get(&k)
             && (ts - first).abs() < self.window.ms()

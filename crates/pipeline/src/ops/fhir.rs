@@ -1,7 +1,7 @@
 //! FHIR operators: `hl7-to-fhir` (HL7 v2 bytes → FHIR R4, via `aorta_fhir::v2`) and
 //! `validate` (FHIR R4 JSON → passed on, or dead-lettered with its OperationOutcome).
 
-use super::{Operator, Out};
+use super::{OpResult, Operator, Out, reject};
 use crate::config::FhirEmit;
 use crate::event::Event;
 use bytes::Bytes;
@@ -35,9 +35,15 @@ impl Operator for Hl7ToFhir {
     fn describe(&self) -> String {
         format!("hl7-to-fhir emit {:?}", self.emit)
     }
-    fn process(&mut self, e: Event, out: &mut Out) -> Result<(), String> {
-        let msg = aorta_hl7::parse(&e.raw).map_err(|x| format!("not HL7 v2: {x}"))?;
-        let bundle = aorta_fhir::v2::convert(&msg, &self.options).map_err(|x| x.to_string())?;
+    fn process(&mut self, e: Event, out: &mut Out) -> OpResult {
+        let converted = match aorta_hl7::parse(&e.raw) {
+            Ok(msg) => aorta_fhir::v2::convert(&msg, &self.options).map_err(|x| x.to_string()),
+            Err(x) => Err(format!("not HL7 v2: {x}")),
+        };
+        let bundle = match converted {
+            Ok(b) => b,
+            Err(reason) => return reject(e, reason),
+        };
         match self.emit {
             FhirEmit::Bundle => out.next(e.derive(bundle)),
             FhirEmit::Resources => {
@@ -87,16 +93,16 @@ impl Operator for ValidateFhir {
     fn describe(&self) -> String {
         format!("validate FHIR R4 ({:?})", self.mode)
     }
-    fn process(&mut self, e: Event, out: &mut Out) -> Result<(), String> {
+    fn process(&mut self, e: Event, out: &mut Out) -> OpResult {
         let Some(json) = &e.json else {
-            return Err("validate needs a JSON payload".into());
+            return reject(e, "validate needs a JSON payload");
         };
         match aorta_fhir::from_json(json.clone(), self.mode) {
             Ok(_) => {
                 out.next(e);
                 Ok(())
             }
-            Err(outcome) => Err(format!("invalid FHIR: {outcome}")),
+            Err(outcome) => reject(e, format!("invalid FHIR: {outcome}")),
         }
     }
 }

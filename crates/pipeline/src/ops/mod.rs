@@ -48,6 +48,27 @@ impl Out {
     }
 }
 
+/// An event an operator could not process, handed back with the reason (it goes to the
+/// dead-letter topic as it was given to the operator).
+#[derive(Debug)]
+pub struct Rejected {
+    /// The event.
+    pub event: Event,
+    /// Why.
+    pub reason: String,
+}
+
+/// What `process` returns.
+pub type OpResult = Result<(), Box<Rejected>>;
+
+/// Hands `event` back with `reason`.
+pub fn reject(event: Event, reason: impl Into<String>) -> OpResult {
+    Err(Box::new(Rejected {
+        event,
+        reason: reason.into(),
+    }))
+}
+
 /// Counters an operator keeps (exported as metrics).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OpCounters {
@@ -69,8 +90,9 @@ pub trait Operator: Send + Sync {
     /// One line describing the configured step, for `aorta pipeline check`.
     fn describe(&self) -> String;
 
-    /// Processes one event.
-    fn process(&mut self, event: Event, out: &mut Out) -> Result<(), String>;
+    /// Processes one event. On failure the event comes back untouched (or, for `map`, as far
+    /// as it got) with the reason.
+    fn process(&mut self, event: Event, out: &mut Out) -> OpResult;
 
     /// Called once the input ends (bounded runs and replays): emit what is still held, as a
     /// watermark at +∞ would.

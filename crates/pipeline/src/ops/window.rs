@@ -23,15 +23,20 @@
 //!
 //! State (open windows, stream time) is snapshotted into the pipeline's checkpoint.
 
-use super::{Operator, Out, event_time};
+//! Hot path: the key is formatted into a reused buffer and looked up by `&str`; a window's
+//! key is allocated once, when the window opens; aggregate inputs are evaluated once per event
+//! and compared in place.
+
+use super::{OpResult, Operator, Out, event_time, reject};
 use crate::agg::{AggSpec, WindowAccs};
 use crate::config::{WindowConfig, WindowKind};
-use crate::event::Event;
+use crate::event::{Event, Origin};
 use crate::expr::{Expr, Val};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Open {
@@ -71,12 +76,26 @@ pub struct Window {
     stream_time: i64,
     seq: u64,
     late: u64,
-    /// Tumbling/hopping windows by (end, key, start).
-    open: BTreeMap<(i64, String, i64), Open>,
-    /// Sessions per key by start.
+    /// Tumbling/hopping windows: key → start → state.
+    open: HashMap<String, HashMap<i64, Open>>,
+    /// Sessions: key → start → state.
     sessions: HashMap<String, BTreeMap<i64, Session>>,
-    /// Sessions by (close time, key, start).
+    /// Every open window by (close time, key, start): the emission order.
     closing: BTreeSet<(i64, String, i64)>,
+    keybuf: String,
+}
+
+/// Writes a key's text form (as [`Val::to_key_string`]) into `buf` without allocating for
+/// strings and integers.
+fn key_text(v: &Val<'_>, buf: &mut String) {
+    buf.clear();
+    match v {
+        Val::Str(s) => buf.push_str(s),
+        Val::Int(i) => {
+            let _ = write!(buf, "{i}");
+        }
+        other => buf.push_str(&other.to_key_string()),
+    }
 }
 
 impl Window {
@@ -149,111 +168,194 @@ impl Window {
             stream_time: i64::MIN,
             seq: 0,
             late: 0,
-            open: BTreeMap::new(),
+            open: HashMap::new(),
             sessions: HashMap::new(),
             closing: BTreeSet::new(),
+            keybuf: String::new(),
         })
     }
 
-    fn open_count(&self) -> usize {
-        self.open.len() + self.closing.len()
+    fn too_many(&self) -> String {
+        format!(
+            "more than {} open windows in this partition (max_open_windows)",
+            self.max_open
+        )
     }
 
-    fn emit(&self, template: &Event, key: &str, start: i64, end: i64, o: &Open, out: &mut Out) {
+    fn emit(&self, origin: &Origin, key: &str, start: i64, end: i64, o: Open, out: &mut Out) {
         let mut v = Map::new();
-        v.insert(self.key_field.clone(), o.key.clone());
+        v.insert(self.key_field.clone(), o.key);
         v.insert("window_start".into(), Value::from(start));
         v.insert("window_end".into(), Value::from(end));
         for (spec, acc) in self.specs.iter().zip(&o.accs.accs) {
             v.insert(spec.name.clone(), acc.finish(spec.func));
         }
-        let mut e = template.derive(Value::Object(v));
-        e.key = Some(Bytes::copy_from_slice(key.as_bytes()));
-        e.timestamp_ms = if self.kind == WindowKind::Session {
-            end
-        } else {
-            end - 1
-        };
-        out.next(e);
+        out.next(Event {
+            key: Some(Bytes::copy_from_slice(key.as_bytes())),
+            raw: Bytes::new(),
+            json: Some(Value::Object(v)),
+            timestamp_ms: if self.kind == WindowKind::Session {
+                end
+            } else {
+                end - 1
+            },
+            headers: Vec::new(),
+            origin: origin.clone(),
+        });
     }
 
-    fn close(&mut self, template: &Event, upto: i64, out: &mut Out) {
-        while let Some(entry) = self.open.first_entry() {
-            if entry.key().0 > upto {
-                break;
-            }
-            let ((end, key, start), o) = entry.remove_entry();
-            self.emit(template, &key, start, end, &o, out);
-        }
-        while let Some(first) = self.closing.first() {
-            if first.0 > upto {
-                break;
-            }
-            let Some((_, key, start)) = self.closing.pop_first() else {
+    /// Emits (in close-time, key, start order) every window that closes at or before `upto`.
+    fn close(&mut self, origin: &Origin, upto: i64, out: &mut Out) {
+        while self.closing.first().is_some_and(|c| c.0 <= upto) {
+            let Some((close_at, key, start)) = self.closing.pop_first() else {
                 break;
             };
-            let Some(per_key) = self.sessions.get_mut(&key) else {
-                continue;
-            };
-            if let Some(s) = per_key.remove(&start) {
-                let o = Open {
-                    key: s.key,
-                    accs: s.accs,
-                };
-                if per_key.is_empty() {
-                    self.sessions.remove(&key);
+            match self.kind {
+                WindowKind::Session => {
+                    let Some(per_key) = self.sessions.get_mut(&key) else {
+                        continue;
+                    };
+                    let Some(s) = per_key.remove(&start) else {
+                        continue;
+                    };
+                    if per_key.is_empty() {
+                        self.sessions.remove(&key);
+                    }
+                    let o = Open {
+                        key: s.key,
+                        accs: s.accs,
+                    };
+                    self.emit(origin, &key, start, s.end, o, out);
                 }
-                self.emit(template, &key, start, s.end, &o, out);
+                _ => {
+                    let Some(per_key) = self.open.get_mut(&key) else {
+                        continue;
+                    };
+                    let Some(o) = per_key.remove(&start) else {
+                        continue;
+                    };
+                    if per_key.is_empty() {
+                        self.open.remove(&key);
+                    }
+                    self.emit(origin, &key, start, close_at, o, out);
+                }
             }
         }
+    }
+
+    /// Adds one event to its windows; `Ok(false)` when it is late.
+    fn add(&mut self, e: &Event) -> Result<bool, String> {
+        let key_val = self
+            .key
+            .eval(e.value(), &e.meta())
+            .map_err(|x| x.to_string())?;
+        if matches!(key_val, Val::Null) {
+            return Err(format!("window key `{}` is null", self.key));
+        }
+        let mut keybuf = std::mem::take(&mut self.keybuf);
+        key_text(&key_val, &mut keybuf);
+        let r = self.add_keyed(e, &key_val, &keybuf);
+        self.keybuf = keybuf;
+        r
+    }
+
+    fn add_keyed(&mut self, e: &Event, key_val: &Val<'_>, key: &str) -> Result<bool, String> {
+        let ts = event_time(self.time.as_ref(), e)?;
+        let mut values = Vec::with_capacity(self.specs.len());
+        for spec in &self.specs {
+            values.push(match &spec.input {
+                None => Val::Bool(true),
+                Some(x) => x
+                    .eval(e.value(), &e.meta())
+                    .map_err(|err| format!("aggregate {:?}: {err}", spec.name))?,
+            });
+        }
+        let stream_time = self.stream_time.max(ts);
+        let watermark = stream_time.saturating_sub(self.grace);
+        self.seq += 1;
+        let seq = self.seq;
+        let mut accepted = false;
+        match self.kind {
+            WindowKind::Tumbling | WindowKind::Hopping => {
+                let mut start = ts.div_euclid(self.advance) * self.advance;
+                while start + self.size > ts {
+                    let end = start + self.size;
+                    if end > watermark {
+                        let exists = self.open.get(key).is_some_and(|m| m.contains_key(&start));
+                        if !exists {
+                            if self.closing.len() >= self.max_open {
+                                return Err(self.too_many());
+                            }
+                            self.closing.insert((end, key.to_string(), start));
+                            self.open.entry(key.to_string()).or_default().insert(
+                                start,
+                                Open {
+                                    key: key_val.clone().into_json(),
+                                    accs: WindowAccs::new(&self.specs),
+                                },
+                            );
+                        }
+                        let specs = &self.specs;
+                        if let Some(o) = self.open.get_mut(key).and_then(|m| m.get_mut(&start)) {
+                            o.accs.add_values(specs, &values, ts, seq)?;
+                        }
+                        accepted = true;
+                    }
+                    start -= self.advance;
+                }
+            }
+            WindowKind::Session => {
+                if ts >= watermark {
+                    self.add_session(key, key_val, ts, &values, seq)?;
+                    accepted = true;
+                }
+            }
+        }
+        self.stream_time = stream_time;
+        Ok(accepted)
     }
 
     fn add_session(
         &mut self,
-        key: String,
-        key_json: Value,
+        key: &str,
+        key_val: &Val<'_>,
         ts: i64,
         values: &[Val<'_>],
         seq: u64,
     ) -> Result<(), String> {
         let gap = self.gap;
-        let per_key = self.sessions.entry(key.clone()).or_default();
         // Sessions of one key are disjoint and at least `gap` apart: those within `gap` of `ts`
         // are the last ones starting before `ts + gap`.
-        let mut merged: Vec<(i64, Session)> = Vec::new();
-        let starts: Vec<i64> = per_key
-            .range(..ts.saturating_add(gap))
-            .rev()
-            .take_while(|(_, s)| s.end > ts.saturating_sub(gap))
-            .map(|(st, _)| *st)
-            .collect();
-        if starts.is_empty() && self.open.len() + self.closing.len() >= self.max_open {
-            return Err(format!(
-                "more than {} open windows in this partition (max_open_windows)",
-                self.max_open
-            ));
+        let starts: Vec<i64> = self.sessions.get(key).map_or_else(Vec::new, |per_key| {
+            per_key
+                .range(..ts.saturating_add(gap))
+                .rev()
+                .take_while(|(_, s)| s.end > ts.saturating_sub(gap))
+                .map(|(st, _)| *st)
+                .collect()
+        });
+        if starts.is_empty() && self.closing.len() >= self.max_open {
+            return Err(self.too_many());
         }
+        let per_key = self.sessions.entry(key.to_string()).or_default();
+        let mut session = Session {
+            end: ts,
+            key: key_val.clone().into_json(),
+            accs: WindowAccs::new(&self.specs),
+        };
+        session.accs.add_values(&self.specs, values, ts, seq)?;
+        let mut start = ts;
         for st in starts {
             if let Some(s) = per_key.remove(&st) {
                 self.closing
-                    .remove(&(s.end.saturating_add(gap), key.clone(), st));
-                merged.push((st, s));
+                    .remove(&(s.end.saturating_add(gap), key.to_string(), st));
+                start = start.min(st);
+                session.end = session.end.max(s.end);
+                session.accs.merge(&self.specs, s.accs);
             }
         }
-        let mut session = Session {
-            end: ts,
-            key: key_json,
-            accs: WindowAccs::new(&self.specs),
-        };
-        let mut start = ts;
-        session.accs.add_values(&self.specs, values, ts, seq)?;
-        for (st, s) in merged {
-            start = start.min(st);
-            session.end = session.end.max(s.end);
-            session.accs.merge(&self.specs, s.accs);
-        }
         self.closing
-            .insert((session.end.saturating_add(gap), key, start));
+            .insert((session.end.saturating_add(gap), key.to_string(), start));
         per_key.insert(start, session);
         Ok(())
     }
@@ -280,97 +382,31 @@ impl Operator for Window {
         )
     }
 
-    fn process(&mut self, e: Event, out: &mut Out) -> Result<(), String> {
-        let key_val = self
-            .key
-            .eval(e.value(), &e.meta())
-            .map_err(|x| x.to_string())?;
-        if matches!(key_val, Val::Null) {
-            return Err(format!("window key `{}` is null", self.key));
-        }
-        let key = key_val.to_key_string();
-        let key_json = key_val.into_json();
-        let ts = event_time(self.time.as_ref(), &e)?;
-        let mut values = Vec::with_capacity(self.specs.len());
-        for spec in &self.specs {
-            values.push(match &spec.input {
-                None => Val::Bool(true),
-                Some(x) => x
-                    .eval(e.value(), &e.meta())
-                    .map_err(|err| format!("aggregate {:?}: {err}", spec.name))?,
-            });
-        }
-        let stream_time = self.stream_time.max(ts);
-        let watermark = stream_time.saturating_sub(self.grace);
-        self.seq += 1;
-        let seq = self.seq;
-        let mut accepted = false;
-        match self.kind {
-            WindowKind::Tumbling | WindowKind::Hopping => {
-                let mut start = ts.div_euclid(self.advance) * self.advance;
-                while start + self.size > ts {
-                    let end = start + self.size;
-                    if end > watermark {
-                        let slot = (end, key.clone(), start);
-                        if !self.open.contains_key(&slot) && self.open_count() >= self.max_open {
-                            return Err(format!(
-                                "more than {} open windows in this partition (max_open_windows)",
-                                self.max_open
-                            ));
-                        }
-                        let specs = &self.specs;
-                        let o = self.open.entry(slot).or_insert_with(|| Open {
-                            key: key_json.clone(),
-                            accs: WindowAccs::new(specs),
-                        });
-                        o.accs.add_values(specs, &values, ts, seq)?;
-                        accepted = true;
-                    }
-                    start -= self.advance;
-                }
-            }
-            WindowKind::Session => {
-                if ts >= watermark {
-                    self.add_session(key, key_json, ts, &values, seq)?;
-                    accepted = true;
-                }
-            }
-        }
-        drop(values);
-        self.stream_time = stream_time;
-        let template = Event {
-            key: None,
-            raw: Bytes::new(),
-            json: None,
-            timestamp_ms: e.timestamp_ms,
-            headers: Vec::new(),
-            origin: e.origin.clone(),
+    fn process(&mut self, e: Event, out: &mut Out) -> OpResult {
+        let accepted = match self.add(&e) {
+            Ok(a) => a,
+            Err(reason) => return reject(e, reason),
         };
+        let origin = e.origin.clone();
         if !accepted {
             self.late += 1;
-            match &self.late_topic {
-                Some(t) => out.topic(t, e),
-                None => {}
+            if let Some(t) = &self.late_topic {
+                out.topic(t, e);
             }
         }
-        self.close(&template, watermark, out);
+        let watermark = self.stream_time.saturating_sub(self.grace);
+        self.close(&origin, watermark, out);
         Ok(())
     }
 
     fn end_of_input(&mut self, out: &mut Out) {
-        let template = Event {
-            key: None,
-            raw: Bytes::new(),
-            json: None,
-            timestamp_ms: self.stream_time,
-            headers: Vec::new(),
-            origin: crate::event::Origin {
-                topic: "".into(),
-                partition: 0,
-                offset: u64::MAX,
-            },
+        // The runner gives these outputs their origin (the end of the input).
+        let origin = Origin {
+            topic: "".into(),
+            partition: 0,
+            offset: u64::MAX,
         };
-        self.close(&template, i64::MAX, out);
+        self.close(&origin, i64::MAX, out);
     }
 
     fn dropped(&self) -> u64 {
@@ -388,15 +424,22 @@ impl Operator for Window {
             .map(|(k, m)| (k.clone(), m.iter().map(|(s, v)| (*s, v.clone())).collect()))
             .collect();
         sessions.sort_by(|a, b| a.0.cmp(&b.0));
+        let open = if self.kind == WindowKind::Session {
+            Vec::new()
+        } else {
+            self.closing
+                .iter()
+                .filter_map(|(end, key, start)| {
+                    let o = self.open.get(key)?.get(start)?;
+                    Some(((*end, key.clone(), *start), o.clone()))
+                })
+                .collect()
+        };
         let snap = Snapshot {
             stream_time: self.stream_time,
             seq: self.seq,
             late: self.late,
-            open: self
-                .open
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            open,
             sessions,
         };
         serde_json::to_value(snap).ok()
@@ -407,9 +450,13 @@ impl Operator for Window {
         self.stream_time = s.stream_time;
         self.seq = s.seq;
         self.late = s.late;
-        self.open = s.open.into_iter().collect();
+        self.open.clear();
         self.sessions.clear();
         self.closing.clear();
+        for ((end, key, start), o) in s.open {
+            self.closing.insert((end, key.clone(), start));
+            self.open.entry(key).or_default().insert(start, o);
+        }
         for (key, list) in s.sessions {
             let mut m = BTreeMap::new();
             for (start, sess) in list {
