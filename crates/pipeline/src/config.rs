@@ -8,6 +8,7 @@
 //! # group = "pipeline.vitals-1m"     # consumer group (default: pipeline.<name>)
 //! # format = "json"                  # json (default) | bytes (HL7 v2 and other raw payloads)
 //! # dead_letter_topic = "vitals-1m.dlq"
+//! # checkpoint_interval = "1s"       # state + offsets + output positions, atomically
 //!
 //! [[pipelines.steps]]
 //! op = "filter"
@@ -61,6 +62,15 @@ pub struct PipelineConfig {
     /// Largest read per partition and round. Default 1 MiB.
     #[serde(default = "default_read_bytes")]
     pub max_read_bytes: usize,
+    /// Take a checkpoint at most this often (and always when the pipeline stops or its input
+    /// ends). Longer means less work per record; a restart then replays more (outputs already
+    /// written are still not written again). Default 1s.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: Duration,
+}
+
+fn default_checkpoint_interval() -> Duration {
+    Duration(1000)
 }
 
 fn default_read_bytes() -> usize {

@@ -7,7 +7,8 @@
 //!        ─▶ decode ─▶ steps (one Chain per input partition: its own state and watermark)
 //!        ─▶ write: topics (sinks, routes, late, dead letters) concurrently, then the other
 //!           sinks; every write is durable when it returns
-//!        ─▶ checkpoint: offsets + operator state + output positions, one redb transaction
+//!        ─▶ checkpoint (at most every checkpoint_interval, and when idle, stopping or done):
+//!           offsets + operator state + output positions, one redb transaction
 //!        ─▶ commit the group's offsets (for lag; the checkpoint is what a restart trusts)
 //! ```
 //! A slow sink delays the next round, so consumption slows with it; memory is bounded by one
@@ -30,7 +31,7 @@ use crate::event::{EMIT_HEADER, ERROR_HEADER, Event, LINEAGE_HEADER, OPERATOR_HE
 use crate::expr::Expr;
 use crate::sink::{FileSink, PostgresSink, Sink};
 use crate::state::{OutputCheckpoint, PartitionCheckpoint, StateStore};
-use aorta_log::{Log, LogError, ReadOptions, Record, TopicConfig, TopicPartition};
+use aorta_log::{ConsumedRecord, Log, LogError, ReadOptions, Record, TopicConfig, TopicPartition};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -103,6 +104,40 @@ struct PartitionRun {
     next: u64,
     /// Bounded runs: where this partition ends.
     end: Option<u64>,
+}
+
+/// Runs one partition's batch through its chain; outputs carry their identities.
+fn process_batch(
+    name: &str,
+    start: Option<StartAt>,
+    tp: &TopicPartition,
+    run: &mut PartitionRun,
+    records: Vec<ConsumedRecord>,
+) -> Vec<(Target, Event, String)> {
+    let mut produced = Vec::new();
+    let mut out = Vec::new();
+    for rec in records {
+        if run.end.is_some_and(|e| rec.offset >= e) {
+            break;
+        }
+        let offset = rec.offset;
+        run.next = offset + 1;
+        if let Some(StartAt::TimeMs(t)) = start
+            && rec.record.timestamp_ms < t
+        {
+            continue;
+        }
+        if let Some(e) = run.chain.decode(&run.topic, tp.partition, rec, &mut out) {
+            run.chain.push(e, &mut out);
+        }
+        if !out.is_empty() {
+            let prefix = format!("{name}:{tp}:{offset}");
+            for (n, (t, e)) in out.drain(..).enumerate() {
+                produced.push((t, e, format!("{prefix}:{n}")));
+            }
+        }
+    }
+    produced
 }
 
 /// A pipeline bound to a log, ready to run.
@@ -625,13 +660,21 @@ impl Runner {
             max_wait: Duration::ZERO,
         };
         let mut idle_turn = 0usize;
+        let mut dirty = false;
+        let mut last_checkpoint = std::time::Instant::now();
         loop {
             if *stop.borrow() {
+                if dirty {
+                    self.checkpoint(&parts).await?;
+                }
                 break;
             }
             let mut produced: Vec<(Target, Event, String)> = Vec::new();
-            let mut any = false;
             let keys: Vec<TopicPartition> = parts.keys().cloned().collect();
+            // Read every partition, then process the batches in parallel (one thread per
+            // partition with data: each has its own chain), then collect in partition order so
+            // the outputs' order and identities never depend on thread timing.
+            let mut batches: BTreeMap<TopicPartition, Vec<ConsumedRecord>> = BTreeMap::new();
             for tp in &keys {
                 let run = parts.get_mut(tp).ok_or_else(|| PipelineError::State {
                     path: "partition table".into(),
@@ -652,29 +695,44 @@ impl Runner {
                     }
                     continue;
                 }
-                any = true;
                 self.stats
                     .input
                     .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
-                let mut out = Vec::new();
-                for rec in batch.records {
-                    if run.end.is_some_and(|e| rec.offset >= e) {
-                        break;
-                    }
-                    let offset = rec.offset;
-                    run.next = offset + 1;
-                    if let Some(StartAt::TimeMs(t)) = self.options.start
-                        && rec.record.timestamp_ms < t
-                    {
-                        continue;
-                    }
-                    if let Some(e) = run.chain.decode(&run.topic, tp.partition, rec, &mut out) {
-                        run.chain.push(e, &mut out);
-                    }
-                    if !out.is_empty() {
-                        let prefix = format!("{}:{tp}:{offset}", self.config.name);
-                        for (n, (t, e)) in out.drain(..).enumerate() {
-                            produced.push((t, e, format!("{prefix}:{n}")));
+                batches.insert(tp.clone(), batch.records);
+            }
+            let any = !batches.is_empty();
+            let name = self.config.name.as_str();
+            let start = self.options.start;
+            let mut work: Vec<(&TopicPartition, &mut PartitionRun, Vec<ConsumedRecord>)> = parts
+                .iter_mut()
+                .filter_map(|(tp, run)| batches.remove(tp).map(|b| (tp, run, b)))
+                .collect();
+            if work.len() == 1 {
+                let (tp, run, records) = work.pop().ok_or_else(|| PipelineError::State {
+                    path: "round".into(),
+                    message: "no work".into(),
+                })?;
+                produced = process_batch(name, start, tp, run, records);
+            } else if !work.is_empty() {
+                let results = tokio::task::block_in_place(|| {
+                    std::thread::scope(|scope| {
+                        let handles: Vec<_> = work
+                            .into_iter()
+                            .map(|(tp, run, records)| {
+                                scope.spawn(move || process_batch(name, start, tp, run, records))
+                            })
+                            .collect();
+                        handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+                    })
+                });
+                for r in results {
+                    match r {
+                        Ok(mut v) => produced.append(&mut v),
+                        Err(_) => {
+                            return Err(PipelineError::State {
+                                path: "operator thread".into(),
+                                message: "an operator panicked".into(),
+                            });
                         }
                     }
                 }
@@ -697,7 +755,14 @@ impl Runner {
             }
             if any || finished {
                 self.write(produced).await?;
+                dirty = true;
+            }
+            let due = last_checkpoint.elapsed().as_millis() as i64
+                >= self.config.checkpoint_interval.ms();
+            if dirty && (finished || due || !any || *stop.borrow()) {
                 self.checkpoint(&parts).await?;
+                last_checkpoint = std::time::Instant::now();
+                dirty = false;
             }
             if finished {
                 break;
