@@ -261,15 +261,14 @@ impl Acc {
                 *sum += s2;
                 *n += n2;
             }
-            (Acc::M { v }, Acc::M { v: o }) => {
+            (Acc::M { v }, Acc::M { v: o })
                 if !o.is_null()
                     && (v.is_null()
                         || compare(&o, v).is_some_and(|c| {
                             (f == AggFn::Min && c.is_lt()) || (f == AggFn::Max && c.is_gt())
-                        }))
-                {
-                    *v = o;
-                }
+                        })) =>
+            {
+                *v = o;
             }
             (
                 Acc::T { v, ts, seq, set },
@@ -279,15 +278,13 @@ impl Acc {
                     seq: s2,
                     set: set2,
                 },
-            ) => {
-                if set2 {
-                    let later = (t2, s2) > (*ts, *seq);
-                    if !*set || if f == AggFn::Last { later } else { !later } {
-                        *v = v2;
-                        *ts = t2;
-                        *seq = s2;
-                        *set = true;
-                    }
+            ) if set2 => {
+                let later = (t2, s2) > (*ts, *seq);
+                if !*set || if f == AggFn::Last { later } else { !later } {
+                    *v = v2;
+                    *ts = t2;
+                    *seq = s2;
+                    *set = true;
                 }
             }
             (Acc::D { set }, Acc::D { set: s2 }) => set.extend(s2),

@@ -462,7 +462,7 @@ impl<'s> Parser<'s> {
             }
             self.pos += len;
             // Comparisons do not chain: `a < b < c` is an error rather than a surprise.
-            let rhs = self.binary(if bp == 4 { bp } else { bp }, depth + 1)?;
+            let rhs = self.binary(bp, depth + 1)?;
             if bp == 4
                 && let Some((next, _)) = self.peek_op()
                 && infix(next) == 4

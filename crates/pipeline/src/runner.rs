@@ -572,6 +572,7 @@ impl Runner {
                 path: "load task".into(),
                 message: e.to_string(),
             })??;
+        let first_run = outputs.is_none();
         if let Some(o) = &outputs {
             self.read_back(o).await?;
         }
@@ -653,6 +654,11 @@ impl Runner {
                     end,
                 },
             );
+        }
+        if first_run {
+            // A base checkpoint before the first output: a crash before the first regular
+            // checkpoint then still finds where the outputs stood, and suppresses what it wrote.
+            self.checkpoint(&parts).await?;
         }
         tracing::info!(pipeline = %self.config.name, partitions = parts.len(), "pipeline running");
         let read_opts = ReadOptions {
