@@ -410,3 +410,55 @@ fn hl7_to_fhir_produces_bundles_that_fhir_validate_accepts() {
         "{text}"
     );
 }
+
+#[test]
+fn pipeline_check_prints_the_topology_and_names_mistakes() {
+    let a = Aorta::new();
+    let cfg = a.dir.path().join("aorta.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[[pipelines]]
+name = "hr-1m"
+from = ["vitals"]
+sinks = [{ type = "topic", topic = "vitals.1m" }]
+[[pipelines.steps]]
+op = "window"
+key = "patient_id"
+time = "ts"
+size = "1m"
+aggregates = { n = "count()", avg_hr = "avg(hr)" }
+"#,
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let out = a.ok(&["--config", cfg_s, "pipeline", "check"], b"");
+    assert!(
+        out.contains("window tumbling 60000 ms by patient_id"),
+        "{out}"
+    );
+    assert!(out.contains("-> topic vitals.1m"), "{out}");
+    assert!(out.contains("errors -> hr-1m.dlq"), "{out}");
+    for (bad, says) in [
+        ("when = \"hr >\"", "expected a value"),
+        ("whn = \"1\"", "unknown field `whn`"),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!("[[pipelines]]\nname = \"x\"\nfrom = [\"a\"]\nsinks = [{{ type = \"topic\", topic = \"b\" }}]\n[[pipelines.steps]]\nop = \"filter\"\n{bad}\n"),
+        )
+        .unwrap();
+        let err = a.fails(&["--config", cfg_s, "pipeline", "check"]);
+        assert!(err.contains(says), "{err}");
+    }
+    std::fs::write(
+        &cfg,
+        "[[pipelines]]\nname = \"x\"\nfrom = [\"a\"]\nsinks = [{ type = \"topic\", topic = \"b\" }]\n[[pipelines.steps]]\nop = \"window\"\nkey = \"k\"\nsize = \"1m\"\naggregates = { m = \"median(hr)\" }\n",
+    )
+    .unwrap();
+    let err = a.fails(&["--config", cfg_s, "pipeline", "check"]);
+    assert!(
+        err.contains("steps[0]") && err.contains("unknown function \"median\""),
+        "{err}"
+    );
+}
