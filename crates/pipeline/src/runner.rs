@@ -106,6 +106,14 @@ struct PartitionRun {
     end: Option<u64>,
 }
 
+fn sink_error(pipeline: &str, sink: &dyn Sink, message: String) -> PipelineError {
+    PipelineError::Sink {
+        pipeline: pipeline.to_string(),
+        sink: sink.describe(),
+        message,
+    }
+}
+
 /// Runs one partition's batch through its chain; outputs carry their identities.
 fn process_batch(
     name: &str,
@@ -539,13 +547,8 @@ impl Runner {
         if !to_sinks.is_empty() {
             for s in self.sinks.iter_mut() {
                 if let SinkSlot::Other(s) = s {
-                    s.write(&to_sinks)
-                        .await
-                        .map_err(|message| PipelineError::Sink {
-                            pipeline: self.config.name.clone(),
-                            sink: s.describe(),
-                            message,
-                        })?;
+                    let r = s.write(&to_sinks).await;
+                    r.map_err(|m| sink_error(&self.config.name, s.as_ref(), m))?;
                 }
             }
         }
@@ -579,13 +582,8 @@ impl Runner {
         let mut positions = outputs.map(|o| o.sinks.into_iter()).into_iter().flatten();
         for s in self.sinks.iter_mut() {
             if let SinkSlot::Other(s) = s {
-                s.recover(positions.next())
-                    .await
-                    .map_err(|message| PipelineError::Sink {
-                        pipeline: self.config.name.clone(),
-                        sink: s.describe(),
-                        message,
-                    })?;
+                let r = s.recover(positions.next()).await;
+                r.map_err(|m| sink_error(&self.config.name, s.as_ref(), m))?;
             }
         }
         let mut parts: BTreeMap<TopicPartition, PartitionRun> = BTreeMap::new();
