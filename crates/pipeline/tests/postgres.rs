@@ -3,8 +3,9 @@
 //! values — the sink reconnects and retries the batch, and upserts make a retried batch
 //! harmless.
 
+mod common;
+
 use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, Record, TopicConfig};
-use aorta_pipeline::{RunOptions, Runner, StateStore, parse_pipelines};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,13 +75,6 @@ key = ["k", "window_start"]
 columns = {{ k = "text", window_start = "bigint", window_end = "bigint", n = "bigint", mx = "bigint" }}
 "#
     );
-    let config = parse_pipelines(&toml).unwrap().remove(0);
-    let options = RunOptions {
-        until_end: true,
-        idle_wait: Duration::from_millis(10),
-        state: StateStore::open(&dir.path().join("state.redb")).unwrap(),
-        start: None,
-    };
     // Kill the sink's connection over and over while it writes.
     let done = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicU64::new(0));
@@ -101,12 +95,7 @@ columns = {{ k = "text", window_start = "bigint", window_end = "bigint", n = "bi
             }
         })
     };
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let report = Runner::new(log.clone(), config, options)
-        .unwrap()
-        .run(stopped)
-        .await
-        .unwrap();
+    let report = common::run_until_end(&log, &toml, &dir.path().join("state.redb")).await;
     done.store(true, Ordering::Relaxed);
     killer.await.unwrap();
     let killed = kills.load(Ordering::Relaxed);

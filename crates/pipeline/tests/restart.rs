@@ -6,12 +6,13 @@
 //! checkpoint store, run it over the rest (outputs + checkpoint), then put the old checkpoint
 //! back — which is precisely "outputs durable, checkpoint not" — and run again.
 
+mod common;
+
 use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, Record, TopicConfig};
-use aorta_pipeline::{RunOptions, RunReport, Runner, StateStore, parse_pipelines};
+use aorta_pipeline::RunReport;
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 async fn run(log: &Arc<dyn Log>, dir: &Path) -> RunReport {
     let toml = format!(
@@ -38,19 +39,7 @@ path = "{}"
 "#,
         dir.join("out.jsonl").display()
     );
-    let config = parse_pipelines(&toml).unwrap().remove(0);
-    let options = RunOptions {
-        until_end: true,
-        idle_wait: Duration::from_millis(10),
-        state: StateStore::open(&dir.join("state/state.redb")).unwrap(),
-        start: None,
-    };
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    Runner::new(log.clone(), config, options)
-        .unwrap()
-        .run(stopped)
-        .await
-        .unwrap()
+    common::run_until_end(log, &toml, &dir.join("state/state.redb")).await
 }
 
 async fn append(log: &Arc<dyn Log>, from: usize, to: usize) {

@@ -10,14 +10,14 @@
 //! relative (DuckDB and we may add the same doubles in another order). The late records the
 //! pipeline sent to its late topic must be exactly the ones the scan says are late.
 
+mod common;
+
 use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, Record, TopicConfig};
-use aorta_pipeline::{RunOptions, Runner, StateStore, parse_pipelines};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 const BASE: i64 = 1_700_000_000_000;
 const GRACE: i64 = 5_000;
@@ -96,19 +96,7 @@ async fn run_pipeline(dir: &Path, toml: &str, evs: &[Ev]) -> (Vec<Value>, BTreeS
             .collect();
         log.append("in", 0, recs).await.unwrap();
     }
-    let config = parse_pipelines(toml).unwrap().remove(0);
-    let options = RunOptions {
-        until_end: true,
-        idle_wait: Duration::from_millis(10),
-        state: StateStore::open(&dir.join("state.redb")).unwrap(),
-        start: None,
-    };
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let report = Runner::new(log.clone(), config, options)
-        .unwrap()
-        .run(stopped)
-        .await
-        .unwrap();
+    let report = common::run_until_end(&log, toml, &dir.join("state.redb")).await;
     assert_eq!(report.dead_lettered, 0, "{report:?}");
     let read = |topic: &'static str| {
         let log = log.clone();

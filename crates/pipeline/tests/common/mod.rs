@@ -1,0 +1,25 @@
+//! Helpers shared by the pipeline integration tests.
+
+use aorta_log::Log;
+use aorta_pipeline::{RunOptions, RunReport, Runner, StateStore, parse_pipelines};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs the first pipeline of `toml` over its input as it is now (a bounded run), with its
+/// checkpoints in `state`.
+pub async fn run_until_end(log: &Arc<dyn Log>, toml: &str, state: &Path) -> RunReport {
+    let config = parse_pipelines(toml).unwrap().remove(0);
+    let options = RunOptions {
+        until_end: true,
+        idle_wait: Duration::from_millis(10),
+        state: StateStore::open(state).unwrap(),
+        start: None,
+    };
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    Runner::new(log.clone(), config, options)
+        .unwrap()
+        .run(stopped)
+        .await
+        .unwrap()
+}
