@@ -171,20 +171,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hl7 { action } => cmd::hl7::run(action).await,
         Command::Fhir { action } => cmd::fhir::run(action),
         Command::Serve => cmd::serve::run(resolved.open().await?, &resolved.config).await,
-        Command::Pipeline { action } => {
-            if matches!(action, cmd::pipeline::PipelineCmd::Check) {
-                // A check needs no log.
-                for l in cmd::pipeline::check_all(&resolved.config)? {
-                    println!("{l}");
-                }
-                anyhow::ensure!(
-                    !resolved.config.pipelines.is_empty(),
-                    "the config declares no [[pipelines]] (pass --config aorta.toml)"
-                );
-                return Ok(());
+        Command::Pipeline { action } => match action {
+            // A check needs no log.
+            cmd::pipeline::PipelineCmd::Check => cmd::pipeline::check(&resolved.config),
+            cmd::pipeline::PipelineCmd::Run(args) => {
+                cmd::pipeline::run(resolved.open().await?, &resolved.config, args).await
             }
-            cmd::pipeline::run(resolved.open().await?, &resolved.config, action).await
-        }
+        },
         Command::Replay(args) => {
             cmd::pipeline::replay(resolved.open().await?, &resolved.config, args).await
         }

@@ -418,16 +418,12 @@ impl Runner {
             .collect();
         let store = self.options.state.clone();
         let name = self.config.name.clone();
-        tokio::task::spawn_blocking(move || {
-            let refs: Vec<(&TopicPartition, PartitionCheckpoint)> =
-                snaps.iter().map(|(tp, c)| (tp, c.clone())).collect();
-            store.save(&name, &outputs, &refs)
-        })
-        .await
-        .map_err(|e| PipelineError::State {
-            path: "checkpoint task".into(),
-            message: e.to_string(),
-        })??;
+        tokio::task::spawn_blocking(move || store.save(&name, &outputs, &snaps))
+            .await
+            .map_err(|e| PipelineError::State {
+                path: "checkpoint task".into(),
+                message: e.to_string(),
+            })??;
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
         let offsets: Vec<(TopicPartition, u64)> =
             parts.iter().map(|(tp, r)| (tp.clone(), r.next)).collect();

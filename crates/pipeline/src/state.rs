@@ -119,7 +119,7 @@ impl StateStore {
         &self,
         pipeline: &str,
         outputs: &OutputCheckpoint,
-        partitions: &[(&TopicPartition, PartitionCheckpoint)],
+        partitions: &[(TopicPartition, PartitionCheckpoint)],
     ) -> Result<(), PipelineError> {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
@@ -175,13 +175,16 @@ mod tests {
         s.save(
             "a",
             &out,
-            &[(&tp0, cp.clone()), (&tp1, PartitionCheckpoint::default())],
+            &[
+                (tp0.clone(), cp.clone()),
+                (tp1.clone(), PartitionCheckpoint::default()),
+            ],
         )
         .unwrap();
         s.save(
             "ab",
             &OutputCheckpoint::default(),
-            &[(&tp0, PartitionCheckpoint::default())],
+            &[(tp0.clone(), PartitionCheckpoint::default())],
         )
         .unwrap();
         drop(s);

@@ -155,29 +155,28 @@ pub fn print_report(r: &RunReport, secs: f64) {
     }
 }
 
-pub async fn run(log: Arc<dyn Log>, config: &Config, cmd: PipelineCmd) -> anyhow::Result<()> {
-    match cmd {
-        PipelineCmd::Check => {
-            anyhow::ensure!(
-                !config.pipelines.is_empty(),
-                "the config declares no [[pipelines]] (pass --config aorta.toml)"
-            );
-            for l in check_all(config)? {
-                println!("{l}");
-            }
-            Ok(())
-        }
-        PipelineCmd::Run(args) => {
-            let p = find(config, &args.name)?.clone();
-            let options = RunOptions {
-                until_end: args.until_end,
-                idle_wait: Duration::from_millis(20),
-                state: state_store(config)?,
-                start: None,
-            };
-            run_one(log, p, options, args.json).await.map(|_| ())
-        }
+/// `aorta pipeline check`: builds every pipeline (no log needed) and prints the topology.
+pub fn check(config: &Config) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.pipelines.is_empty(),
+        "the config declares no [[pipelines]] (pass --config aorta.toml)"
+    );
+    for l in check_all(config)? {
+        println!("{l}");
     }
+    Ok(())
+}
+
+/// `aorta pipeline run`.
+pub async fn run(log: Arc<dyn Log>, config: &Config, args: RunArgs) -> anyhow::Result<()> {
+    let p = find(config, &args.name)?.clone();
+    let options = RunOptions {
+        until_end: args.until_end,
+        idle_wait: Duration::from_millis(20),
+        state: state_store(config)?,
+        start: None,
+    };
+    run_one(log, p, options, args.json).await.map(|_| ())
 }
 
 fn parse_start(s: &str) -> anyhow::Result<StartAt> {
