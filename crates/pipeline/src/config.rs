@@ -267,6 +267,61 @@ pub enum SinkConfig {
     },
     /// Upsert into a PostgreSQL table.
     Postgres(PostgresSinkConfig),
+    /// POST to an HTTP endpoint, retrying; dead-letter after `max_attempts`.
+    Webhook(WebhookSinkConfig),
+}
+
+/// `type = "webhook"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSinkConfig {
+    /// `http://` or `https://` endpoint; each request is a POST of `application/json`.
+    pub url: String,
+    /// Events per request: 1 (default) sends the event's JSON; more sends a JSON array.
+    #[serde(default = "one_usize")]
+    pub batch_size: usize,
+    /// Requests in flight at once. Default 4 (1 keeps requests in order).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Attempts per request before its events go to the dead-letter topic. Default 5.
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay, doubling each attempt. Default 200ms.
+    #[serde(default = "default_backoff")]
+    pub backoff: Duration,
+    /// Longest retry delay (also caps a server's `Retry-After`). Default 10s.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    /// Per-request timeout (connect included). Default 10s.
+    #[serde(default = "default_max_backoff")]
+    pub timeout: Duration,
+    /// Extra request headers (`{ "X-Source" = "aorta" }`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Headers whose values are secrets, read from environment variables when the pipeline
+    /// starts (`{ Authorization = "ALERTS_WEBHOOK_AUTH" }`); never logged.
+    #[serde(default)]
+    pub headers_from_env: BTreeMap<String, String>,
+}
+
+fn one_usize() -> usize {
+    1
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+
+fn default_webhook_attempts() -> u32 {
+    5
+}
+
+fn default_backoff() -> Duration {
+    Duration(200)
+}
+
+fn default_max_backoff() -> Duration {
+    Duration(10_000)
 }
 
 fn one() -> u32 {

@@ -8,6 +8,11 @@ use std::fmt;
 pub struct Duration(pub i64);
 
 impl Duration {
+    /// As a std duration (negative values count as zero).
+    pub fn std(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.max(0) as u64)
+    }
+
     /// Milliseconds.
     pub fn ms(self) -> i64 {
         self.0

@@ -29,7 +29,7 @@ use crate::config::{PipelineConfig, SinkConfig};
 use crate::error::PipelineError;
 use crate::event::{EMIT_HEADER, ERROR_HEADER, Event, LINEAGE_HEADER, OPERATOR_HEADER, Origin};
 use crate::expr::Expr;
-use crate::sink::{FileSink, PostgresSink, Sink};
+use crate::sink::{FileSink, PostgresSink, Sink, WebhookSink};
 use crate::state::{OutputCheckpoint, PartitionCheckpoint, StateStore};
 use aorta_log::{ConsumedRecord, Log, LogError, ReadOptions, Record, TopicConfig, TopicPartition};
 use bytes::Bytes;
@@ -220,6 +220,9 @@ fn build_sinks(config: &PipelineConfig) -> Result<Vec<SinkSlot>, PipelineError> 
             SinkConfig::Postgres(pg) => SinkSlot::Other(Box::new(
                 PostgresSink::new(pg.clone()).map_err(|e| cfg_err(format!("sinks[{i}]: {e}")))?,
             )),
+            SinkConfig::Webhook(w) => SinkSlot::Other(Box::new(
+                WebhookSink::new(w.clone()).map_err(|e| cfg_err(format!("sinks[{i}]: {e}")))?,
+            )),
         });
     }
     if out.is_empty()
@@ -229,7 +232,7 @@ fn build_sinks(config: &PipelineConfig) -> Result<Vec<SinkSlot>, PipelineError> 
             .any(|s| matches!(s, crate::config::StepConfig::Route { .. }))
     {
         return Err(cfg_err(
-            "no sinks: add [[pipelines.sinks]] (type = \"topic\", \"file\" or \"postgres\")".into(),
+            "no sinks: add [[pipelines.sinks]] (type = \"topic\", \"file\", \"postgres\" or \"webhook\")".into(),
         ));
     }
     Ok(out)
@@ -432,53 +435,63 @@ impl Runner {
         }
         Ok(())
     }
+}
 
-    fn record_for(&self, target: &Target, e: &Event, id: &str, key: Option<&Expr>) -> Record {
-        let mut headers: Vec<(String, Bytes)> = e
-            .headers
-            .iter()
-            .filter(|(k, _)| k != EMIT_HEADER && k != LINEAGE_HEADER)
-            .cloned()
-            .collect();
-        headers.push((LINEAGE_HEADER.into(), Bytes::from(e.origin.lineage())));
-        headers.push((EMIT_HEADER.into(), Bytes::copy_from_slice(id.as_bytes())));
-        let value = match target {
-            Target::DeadLetter { reason, operator } => {
-                headers.push((
-                    ERROR_HEADER.into(),
-                    Bytes::copy_from_slice(reason.as_bytes()),
-                ));
-                headers.push((
-                    OPERATOR_HEADER.into(),
-                    Bytes::from(format!("{}/{operator}", self.config.name)),
-                ));
-                if e.raw.is_empty() {
-                    e.encode()
-                } else {
-                    e.raw.clone()
-                }
+/// Whether `id` was read back from an output after a restart (and forgets it: it is skipped
+/// once).
+fn suppress_remove(suppress: &mut HashSet<String>, id: &str) -> bool {
+    !suppress.is_empty() && suppress.remove(id)
+}
+
+/// The record written for an output: its payload (dead letters keep the bytes as read), key,
+/// and the lineage, identity and error headers.
+fn record_for(pipeline: &str, target: &Target, e: &Event, id: &str, key: Option<&Expr>) -> Record {
+    let mut headers: Vec<(String, Bytes)> = e
+        .headers
+        .iter()
+        .filter(|(k, _)| k != EMIT_HEADER && k != LINEAGE_HEADER)
+        .cloned()
+        .collect();
+    headers.push((LINEAGE_HEADER.into(), Bytes::from(e.origin.lineage())));
+    headers.push((EMIT_HEADER.into(), Bytes::copy_from_slice(id.as_bytes())));
+    let value = match target {
+        Target::DeadLetter { reason, operator } => {
+            headers.push((
+                ERROR_HEADER.into(),
+                Bytes::copy_from_slice(reason.as_bytes()),
+            ));
+            headers.push((
+                OPERATOR_HEADER.into(),
+                Bytes::from(format!("{pipeline}/{operator}")),
+            ));
+            if e.raw.is_empty() {
+                e.encode()
+            } else {
+                e.raw.clone()
             }
-            _ => e.encode(),
-        };
-        let key = match key {
-            Some(k) => match k.eval(e.value(), &e.meta()) {
-                Ok(crate::expr::Val::Null) | Err(_) => None,
-                Ok(v) => Some(Bytes::from(v.to_key_string())),
-            },
-            None => e.key.clone(),
-        };
-        Record {
-            key,
-            value,
-            headers,
-            timestamp_ms: e.timestamp_ms,
         }
+        _ => e.encode(),
+    };
+    let key = match key {
+        Some(k) => match k.eval(e.value(), &e.meta()) {
+            Ok(crate::expr::Val::Null) | Err(_) => None,
+            Ok(v) => Some(Bytes::from(v.to_key_string())),
+        },
+        None => e.key.clone(),
+    };
+    Record {
+        key,
+        value,
+        headers,
+        timestamp_ms: e.timestamp_ms,
     }
+}
 
+impl Runner {
     /// Writes one round's outputs; returns once all are durable.
     async fn write(&mut self, produced: Vec<(Target, Event, String)>) -> Result<(), PipelineError> {
         let mut by_topic: BTreeMap<String, Vec<Record>> = BTreeMap::new();
-        let mut to_sinks: Vec<Event> = Vec::new();
+        let mut to_sinks: Vec<(Event, String)> = Vec::new();
         let mut output = 0u64;
         let mut dead = 0u64;
         let mut suppressed = 0u64;
@@ -488,7 +501,7 @@ impl Runner {
             // An identity read back from an output topic after a restart was written before
             // the crash: it is not written again.
             let mut fresh = |id: &str| {
-                if !suppress.is_empty() && suppress.remove(id) {
+                if suppress_remove(&mut suppress, id) {
                     suppressed += 1;
                     false
                 } else {
@@ -505,25 +518,26 @@ impl Runner {
                                 format!("{id}:s{i}")
                             };
                             if fresh(&sid) {
-                                let r = self.record_for(&target, &e, &sid, key.as_ref());
+                                let r =
+                                    record_for(&self.config.name, &target, &e, &sid, key.as_ref());
                                 by_topic.entry(topic.clone()).or_default().push(r);
                             }
                         }
                     }
                     output += 1;
-                    to_sinks.push(e);
+                    to_sinks.push((e, id));
                 }
                 Target::Topic(t) => {
                     output += 1;
                     if fresh(&id) {
-                        let r = self.record_for(&target, &e, &id, None);
+                        let r = record_for(&self.config.name, &target, &e, &id, None);
                         by_topic.entry(t.clone()).or_default().push(r);
                     }
                 }
                 Target::DeadLetter { .. } => {
                     dead += 1;
                     if fresh(&id) {
-                        let r = self.record_for(&target, &e, &id, None);
+                        let r = record_for(&self.config.name, &target, &e, &id, None);
                         by_topic.entry(dlq.clone()).or_default().push(r);
                     }
                 }
@@ -539,14 +553,38 @@ impl Runner {
             .await
             .map_err(self.err())?;
         // Non-topic sinks are idempotent on replay (files are truncated to the checkpoint,
-        // rows are upserted), so they get every event, suppressed or not.
+        // rows are upserted, webhook requests carry their identity), so they get every event,
+        // suppressed or not.
+        let mut undelivered: Vec<Record> = Vec::new();
         if !to_sinks.is_empty() {
-            for s in self.sinks.iter_mut() {
+            for (i, s) in self.sinks.iter_mut().enumerate() {
                 if let SinkSlot::Other(s) = s {
                     let r = s.write(&to_sinks).await;
-                    r.map_err(|m| sink_error(&self.config.name, s.as_ref(), m))?;
+                    let failed = r.map_err(|m| sink_error(&self.config.name, s.as_ref(), m))?;
+                    for f in failed {
+                        let Some((e, id)) = to_sinks.get(f.index) else {
+                            continue;
+                        };
+                        let target = Target::DeadLetter {
+                            reason: f.reason,
+                            operator: format!("sinks[{i}]"),
+                        };
+                        let did = format!("{id}:s{i}:dlq");
+                        if suppress_remove(&mut self.suppress, &did) {
+                            suppressed += 1;
+                        } else {
+                            undelivered.push(record_for(&self.config.name, &target, e, &did, None));
+                        }
+                        dead += 1;
+                    }
                 }
             }
+        }
+        if !undelivered.is_empty() {
+            self.log
+                .produce(&dlq, undelivered, 0)
+                .await
+                .map_err(self.err())?;
         }
         self.stats.output.fetch_add(output, Ordering::Relaxed);
         self.stats.dead_lettered.fetch_add(dead, Ordering::Relaxed);

@@ -3,7 +3,7 @@
 //! holds (rotations, active length); `recover` truncates what was written after it, so after a
 //! crash the files hold exactly the lines of a run that never crashed.
 
-use super::Sink;
+use super::{Sink, Undelivered};
 use crate::event::Event;
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -80,9 +80,9 @@ impl FileSink {
         Ok(())
     }
 
-    fn write_sync(&mut self, events: &[Event]) -> std::io::Result<()> {
+    fn write_sync(&mut self, events: &[(Event, String)]) -> std::io::Result<()> {
         let mut buf = Vec::new();
-        for e in events {
+        for (e, _) in events {
             buf.clear();
             match &e.json {
                 Some(v) => serde_json::to_writer(&mut buf, v)?,
@@ -141,10 +141,11 @@ impl Sink for FileSink {
         format!("file {}", self.path.display())
     }
 
-    async fn write(&mut self, events: &[Event]) -> Result<(), String> {
+    async fn write(&mut self, events: &[(Event, String)]) -> Result<Vec<Undelivered>, String> {
         // Small synchronous writes: done in place (block_in_place keeps other tasks running on
         // the multi-threaded runtime).
         tokio::task::block_in_place(|| self.write_sync(events))
+            .map(|()| Vec::new())
             .map_err(|e| format!("writing {}: {e}", self.path.display()))
     }
 

@@ -5,13 +5,24 @@
 
 mod file;
 mod postgres;
+mod webhook;
 
 pub use file::FileSink;
 pub use postgres::PostgresSink;
+pub use webhook::WebhookSink;
 
 use crate::event::Event;
 use async_trait::async_trait;
 use serde_json::Value;
+
+/// An event a sink gave up on (it goes to the pipeline's dead-letter topic).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Undelivered {
+    /// Its index in the batch given to `write`.
+    pub index: usize,
+    /// Why.
+    pub reason: String,
+}
 
 /// A destination outside the log.
 #[async_trait]
@@ -19,8 +30,11 @@ pub trait Sink: Send + Sync {
     /// One line for the topology (`file out/vitals.jsonl`).
     fn describe(&self) -> String;
 
-    /// Writes a batch; returns once it is durable (or fails after the sink's retries).
-    async fn write(&mut self, events: &[Event]) -> Result<(), String>;
+    /// Writes a batch of events, each with its output identity (`aorta.emit`, the same after
+    /// a restart); returns once the batch is durable. `Err` stops the pipeline (the sink could
+    /// not go on after its retries); events the sink gave up on one by one come back in the
+    /// `Ok` list and go to the dead-letter topic.
+    async fn write(&mut self, events: &[(Event, String)]) -> Result<Vec<Undelivered>, String>;
 
     /// The position to checkpoint after a successful write.
     fn position(&self) -> Value {

@@ -8,7 +8,7 @@
 //! capped at 5 s), reconnecting each time, up to `max_attempts`; then the pipeline stops with
 //! the error rather than drop rows.
 
-use super::Sink;
+use super::{Sink, Undelivered};
 use crate::config::PostgresSinkConfig;
 use crate::event::Event;
 use async_trait::async_trait;
@@ -153,11 +153,11 @@ impl PostgresSink {
             .ok_or_else(|| "not connected".to_string())
     }
 
-    fn rows(&self, events: &[Event]) -> String {
+    fn rows(&self, events: &[(Event, String)]) -> String {
         // Last event per key wins; first-seen order is kept.
         let mut order: Vec<Value> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
-        for e in events {
+        for (e, _) in events {
             let v = e.value();
             let mut row = Map::new();
             for c in self.config.columns.keys() {
@@ -186,9 +186,9 @@ impl Sink for PostgresSink {
         )
     }
 
-    async fn write(&mut self, events: &[Event]) -> Result<(), String> {
+    async fn write(&mut self, events: &[(Event, String)]) -> Result<Vec<Undelivered>, String> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let rows = self.rows(events);
         let mut delay = Duration::from_millis(100);
@@ -208,7 +208,7 @@ impl Sink for PostgresSink {
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(Vec::new()),
                 Err(e) if attempt >= self.config.max_attempts.max(1) => {
                     return Err(format!("{e} (after {attempt} attempts)"));
                 }
