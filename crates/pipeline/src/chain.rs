@@ -4,6 +4,7 @@ use crate::config::{Format, PipelineConfig};
 use crate::error::PipelineError;
 use crate::event::{Event, Origin};
 use crate::ops::{self, Dest, OpCounters, Operator, Out, Rejected};
+use crate::table::Tables;
 use aorta_log::ConsumedRecord;
 use serde_json::Value;
 use std::sync::Arc;
@@ -32,13 +33,16 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Builds every step, or says which one is wrong.
-    pub fn build(config: &PipelineConfig) -> Result<Chain, PipelineError> {
+    /// Builds every step, or says which one is wrong. `enrich` steps share the tables of
+    /// `tables` (one set per pipeline, whatever the number of partitions).
+    pub fn build(config: &PipelineConfig, tables: &Tables) -> Result<Chain, PipelineError> {
         let mut built = Vec::with_capacity(config.steps.len());
         for (i, step) in config.steps.iter().enumerate() {
-            built.push(ops::build(step).map_err(|message| PipelineError::Config {
-                pipeline: config.name.clone(),
-                message: format!("steps[{i}]: {message}"),
+            built.push(ops::build(step, tables.table(i)).map_err(|message| {
+                PipelineError::Config {
+                    pipeline: config.name.clone(),
+                    message: format!("steps[{i}]: {message}"),
+                }
             })?);
         }
         Ok(Chain {

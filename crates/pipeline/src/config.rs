@@ -150,6 +150,8 @@ pub enum StepConfig {
     },
     /// Event-time window aggregation.
     Window(WindowConfig),
+    /// Stream–table join: adds the table row whose key equals `key` under `into`.
+    Enrich(EnrichConfig),
     /// Convert an HL7 v2 message (bytes) into FHIR R4.
     #[serde(rename = "hl7-to-fhir")]
     Hl7ToFhir {
@@ -171,6 +173,89 @@ pub enum StepConfig {
 
 fn default_max_keys() -> usize {
     1_000_000
+}
+
+/// `op = "enrich"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrichConfig {
+    /// The event's join key (e.g. `patient_id`), matched against the table's key as text.
+    pub key: Expr,
+    /// Where the rows come from.
+    pub table: TableConfig,
+    /// Path the matched row is written to (e.g. `patient`).
+    pub into: String,
+    /// Only these columns of the row (default: all).
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// What happens to an event without a matching row. Default `keep` (a left join: `into`
+    /// is not set).
+    #[serde(default)]
+    pub on_missing: OnMissing,
+    /// Bound on the table's rows; a bigger table fails to load. Default 10,000,000.
+    #[serde(default = "default_table_rows")]
+    pub max_rows: usize,
+}
+
+fn default_table_rows() -> usize {
+    10_000_000
+}
+
+/// An `enrich` table's source.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum TableConfig {
+    /// The latest JSON value per record key of a (compacted) topic; empty/null values delete.
+    Topic {
+        /// Topic name.
+        topic: String,
+    },
+    /// A CSV file with a header row.
+    Csv {
+        /// File path.
+        path: PathBuf,
+        /// Key column.
+        key: String,
+        /// Field delimiter. Default `,`.
+        #[serde(default = "default_delimiter")]
+        delimiter: char,
+        /// How often the file is checked for changes. Default 1m.
+        #[serde(default = "default_refresh")]
+        refresh: Duration,
+    },
+    /// The rows of a PostgreSQL query.
+    Postgres {
+        /// libpq-style connection string.
+        url: String,
+        /// A SELECT; each row becomes a JSON object.
+        query: String,
+        /// Key column.
+        key: String,
+        /// How often the query runs again. Default 1m.
+        #[serde(default = "default_refresh")]
+        refresh: Duration,
+    },
+}
+
+fn default_delimiter() -> char {
+    ','
+}
+
+fn default_refresh() -> Duration {
+    Duration(60_000)
+}
+
+/// What `enrich` does with an event whose key has no row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnMissing {
+    /// Pass it on without the row.
+    #[default]
+    Keep,
+    /// Drop it (an inner join); counted.
+    Drop,
+    /// Send it to the dead-letter topic.
+    DeadLetter,
 }
 
 /// One `route` entry.

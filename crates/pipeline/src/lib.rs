@@ -38,6 +38,7 @@ pub mod ops;
 pub mod runner;
 pub mod sink;
 pub mod state;
+pub mod table;
 
 pub use config::{PipelineConfig, parse_pipelines};
 pub use error::PipelineError;

@@ -31,6 +31,7 @@ use crate::event::{EMIT_HEADER, ERROR_HEADER, Event, LINEAGE_HEADER, OPERATOR_HE
 use crate::expr::Expr;
 use crate::sink::{FileSink, PostgresSink, Sink, WebhookSink};
 use crate::state::{OutputCheckpoint, PartitionCheckpoint, StateStore};
+use crate::table::Tables;
 use aorta_log::{ConsumedRecord, Log, LogError, ReadOptions, Record, TopicConfig, TopicPartition};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashSet};
@@ -157,6 +158,7 @@ pub struct Runner {
     output_topics: BTreeMap<String, u32>,
     stats: Arc<PipelineStats>,
     suppress: HashSet<String>,
+    tables: Tables,
 }
 
 fn log_err(pipeline: &str) -> impl Fn(LogError) -> PipelineError + '_ {
@@ -168,7 +170,7 @@ fn log_err(pipeline: &str) -> impl Fn(LogError) -> PipelineError + '_ {
 
 /// Builds every step and sink of `config` without touching the log: the topology check.
 pub fn check(config: &PipelineConfig) -> Result<Vec<String>, PipelineError> {
-    let chain = Chain::build(config)?;
+    let chain = Chain::build(config, &Tables::for_pipeline(config))?;
     let mut lines = vec![format!(
         "pipeline {}: from {:?} as group {} ({:?})",
         config.name,
@@ -245,7 +247,8 @@ impl Runner {
         config: PipelineConfig,
         options: RunOptions,
     ) -> Result<Runner, PipelineError> {
-        let chain = Chain::build(&config)?;
+        let tables = Tables::for_pipeline(&config);
+        let chain = Chain::build(&config, &tables)?;
         let sinks = build_sinks(&config)?;
         let mut output_topics = BTreeMap::new();
         for s in &config.sinks {
@@ -268,6 +271,7 @@ impl Runner {
             output_topics,
             stats: Arc::new(PipelineStats::default()),
             suppress: HashSet::new(),
+            tables,
         })
     }
 
@@ -620,10 +624,18 @@ impl Runner {
                 r.map_err(|m| sink_error(&self.config.name, s.as_ref(), m))?;
             }
         }
+        // Reference tables are complete before the first event is joined.
+        self.tables
+            .load(&self.log)
+            .await
+            .map_err(|message| PipelineError::Config {
+                pipeline: self.config.name.clone(),
+                message,
+            })?;
         let mut parts: BTreeMap<TopicPartition, PartitionRun> = BTreeMap::new();
         let mut saved = saved;
         for tp in sources {
-            let mut chain = Chain::build(&self.config)?;
+            let mut chain = Chain::build(&self.config, &self.tables)?;
             let next = match saved.remove(&tp) {
                 Some(cp) => {
                     chain
@@ -707,6 +719,7 @@ impl Runner {
                 }
                 break;
             }
+            self.tables.refresh(&self.log).await;
             let mut produced: Vec<(Target, Event, String)> = Vec::new();
             let keys: Vec<TopicPartition> = parts.keys().cloned().collect();
             // Read every partition, then process the batches in parallel (one thread per

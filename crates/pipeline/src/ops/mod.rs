@@ -8,11 +8,13 @@
 
 mod basic;
 mod dedupe;
+mod enrich;
 mod fhir;
 mod window;
 
 pub use basic::{Filter, Map, Project, Route};
 pub use dedupe::Dedupe;
+pub use enrich::Enrich;
 pub use fhir::{Hl7ToFhir, ValidateFhir};
 pub use window::Window;
 
@@ -120,7 +122,11 @@ pub trait Operator: Send + Sync {
 }
 
 /// Builds an operator from its config, checking everything that can be checked up front.
-pub fn build(step: &StepConfig) -> Result<Box<dyn Operator>, String> {
+/// `table` is the shared reference table of an `enrich` step.
+pub fn build(
+    step: &StepConfig,
+    table: Option<std::sync::Arc<crate::table::Table>>,
+) -> Result<Box<dyn Operator>, String> {
     Ok(match step {
         StepConfig::Filter { when } => Box::new(Filter::new(when.clone())),
         StepConfig::Map { set, remove } => Box::new(Map::new(set.clone(), remove.clone())),
@@ -135,6 +141,7 @@ pub fn build(step: &StepConfig) -> Result<Box<dyn Operator>, String> {
             max_keys,
         } => Box::new(Dedupe::new(key.clone(), *window, time.clone(), *max_keys)?),
         StepConfig::Window(w) => Box::new(Window::new(w)?),
+        StepConfig::Enrich(e) => Box::new(Enrich::new(e, table.unwrap_or_default())?),
         StepConfig::Hl7ToFhir {
             emit,
             default_offset,
