@@ -79,6 +79,8 @@ enum Command {
         #[command(subcommand)]
         action: cmd::pipeline::PipelineCmd,
     },
+    /// Compute NEWS2, qSOFA or SIRS for JSON lines of observations (one explained result per line).
+    Score(cmd::score::ScoreArgs),
     /// Reprocess a pipeline's history (from an offset or a time) into a new topic.
     Replay(cmd::pipeline::ReplayArgs),
     /// Run Aorta's main job on the embedded log (for now: an HL7 round trip; see README).
@@ -170,6 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => cmd::consume::run(resolved.open().await?.as_ref(), args).await,
         Command::Hl7 { action } => cmd::hl7::run(action).await,
         Command::Fhir { action } => cmd::fhir::run(action),
+        Command::Score(args) => cmd::score::run(args),
         Command::Serve => cmd::serve::run(resolved.open().await?, &resolved.config).await,
         Command::Pipeline { action } => match action {
             // A check needs no log.

@@ -462,3 +462,60 @@ aggregates = { n = "count()", avg_hr = "avg(hr)" }
         "{err}"
     );
 }
+
+#[test]
+fn score_prints_one_explained_line_per_input_and_fails_on_bad_lines() {
+    let a = Aorta::new();
+    let input = concat!(
+        r#"{"rr":24,"spo2":93,"spo2_scale":1,"on_oxygen":false,"sbp":105,"hr":112,"consciousness":"A","temp":38.4}"#,
+        "\n",
+        r#"{"rr":16,"spo2":97,"spo2_scale":2,"on_oxygen":true,"sbp":120,"hr":70,"consciousness":"A","temp":37}"#,
+        "\n"
+    );
+    let out = a.ok(&["score", "news2"], input.as_bytes());
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["line"], 1);
+    assert_eq!(lines[0]["total"], 8);
+    assert_eq!(lines[0]["band"], "high");
+    assert_eq!(lines[0]["subscores"]["hr"], 2);
+    // Scale 2, 97 % on oxygen: 3 + 2 for oxygen.
+    assert_eq!(lines[1]["total"], 5);
+    assert_eq!(lines[1]["band"], "medium");
+
+    let out = a.ok(&["score", "qsofa"], br#"{"rr":22,"sbp":100,"gcs":15}"#);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["score"].as_u64(), v["positive"].as_bool()),
+        (Some(2), Some(true))
+    );
+    let out = a.ok(
+        &["score", "sirs"],
+        br#"{"temp":38.2,"hr":95,"rr":18,"paco2":40,"wbc":9,"bands_pct":2}"#,
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["score"].as_u64(), v["complete"].as_bool()),
+        (Some(2), Some(true))
+    );
+
+    // A typo, an impossible value and a non-JSON line: each answered in place, exit 1.
+    let out = a.run(
+        &["score", "news2"],
+        b"{\"heart_rate\":80}\n{\"temp\":98.6}\nnot json\n{\"rr\":30}\n",
+    );
+    assert!(!out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert!(lines[0]["error"].as_str().unwrap().contains("heart_rate"));
+    assert!(lines[1]["error"].as_str().unwrap().contains("°F"));
+    assert!(lines[2]["error"].as_str().unwrap().contains("not JSON"));
+    assert_eq!(lines[3]["total"], 3);
+}

@@ -267,6 +267,7 @@ async fn a_flaky_endpoint_loses_nothing_and_refused_events_are_dead_lettered() {
     let report =
         common::run_until_end(&log, &pipeline(&url, 1, 4), &dir.path().join("state")).await;
 
+    let dlq = read_all(&log, "hook.dlq").await;
     let seen = server.seen.lock().unwrap();
     // Every deliverable event arrived, each always under one idempotency key, and distinct
     // events under distinct keys.
@@ -314,7 +315,6 @@ async fn a_flaky_endpoint_loses_nothing_and_refused_events_are_dead_lettered() {
         );
     }
     drop(seen);
-    let dlq = read_all(&log, "hook.dlq").await;
     let mut dead: BTreeMap<i64, String> = BTreeMap::new();
     for r in &dlq {
         let v: Value = serde_json::from_slice(&r.record.value).unwrap();
@@ -349,6 +349,7 @@ async fn batched_requests_carry_every_identity_in_order() {
     let (dir, log) = setup(&[], &[]).await;
     let (url, server) = flaky_server().await;
     common::run_until_end(&log, &pipeline(&url, 25, 3), &dir.path().join("state")).await;
+    assert!(read_all(&log, "hook.dlq").await.is_empty());
     let seen = server.seen.lock().unwrap();
     let mut got: BTreeMap<i64, String> = BTreeMap::new();
     for (ids, body) in &seen.accepted {
@@ -366,5 +367,4 @@ async fn batched_requests_carry_every_identity_in_order() {
         }
     }
     assert_eq!(got.len() as i64, EVENTS, "every event arrived");
-    assert!(read_all(&log, "hook.dlq").await.is_empty());
 }

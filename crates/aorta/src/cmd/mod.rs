@@ -11,6 +11,7 @@ pub mod fhir;
 pub mod hl7;
 pub mod pipeline;
 pub mod produce;
+pub mod score;
 pub mod serve;
 pub mod topics;
 
