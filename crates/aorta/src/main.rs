@@ -81,6 +81,11 @@ enum Command {
     },
     /// Compute NEWS2, qSOFA or SIRS for JSON lines of observations (one explained result per line).
     Score(cmd::score::ScoreArgs),
+    /// Evaluate the clinical pipelines on public data (PhysioNet 2019 sepsis stays).
+    Eval {
+        #[command(subcommand)]
+        what: cmd::eval::EvalCmd,
+    },
     /// Reprocess a pipeline's history (from an offset or a time) into a new topic.
     Replay(cmd::pipeline::ReplayArgs),
     /// Run Aorta's main job on the embedded log (for now: an HL7 round trip; see README).
@@ -173,6 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hl7 { action } => cmd::hl7::run(action).await,
         Command::Fhir { action } => cmd::fhir::run(action),
         Command::Score(args) => cmd::score::run(args),
+        Command::Eval { what } => cmd::eval::run(what).await,
         Command::Serve => cmd::serve::run(resolved.open().await?, &resolved.config).await,
         Command::Pipeline { action } => match action {
             // A check needs no log.

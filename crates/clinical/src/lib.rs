@@ -8,6 +8,7 @@
 //! | [`news2`] | NEWS2 total, sub-scores, clinical-risk band | Royal College of Physicians, *National Early Warning Score (NEWS) 2*, December 2017, Chart 1 and Chart 4 |
 //! | [`qsofa`] | qSOFA (0–3, positive at ≥ 2) | Singer et al., Sepsis-3, *JAMA* 2016;315(8):801–810; Seymour et al., *JAMA* 2016;315(8):762–774 |
 //! | [`sirs`] | SIRS criteria (0–4, positive at ≥ 2) | Bone et al., ACCP/SCCM Consensus Conference, *Chest* 1992;101:1644–1655 |
+//! | [`surveillance`] | per-patient latest values (LOINC list, staleness), the three scores on every change, alerts with suppression and escalation | the above |
 //!
 //! ## Invariants
 //! * Every result explains itself: each parameter's sub-score (or criterion), which inputs were
@@ -26,6 +27,7 @@
 pub mod news2;
 pub mod qsofa;
 pub mod sirs;
+pub mod surveillance;
 
 mod input;
 

@@ -229,6 +229,39 @@ pub fn to_utc_nanos(s: &str) -> Option<i128> {
     Some(i128::from(secs) * 1_000_000_000 + i128::from(ns))
 }
 
+/// A FHIR `date` with at least a day (`1950-07-04`) as days since the Unix epoch.
+pub fn date_to_days(s: &str) -> Option<i64> {
+    let p = parse(Kind::Date, s).ok()?;
+    Some(days_from_civil(i64::from(p.year), p.month?, p.day?))
+}
+
+/// Civil date of a day number (the inverse of `days_from_civil`, H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Epoch milliseconds as a FHIR `instant` in UTC (`2026-12-03T10:04:05.123Z`).
+pub fn format_utc_ms(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rest = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    let (h, mi, sec, milli) = (
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000,
+    );
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{milli:03}Z")
+}
+
 /// An HL7 v2 offset `+hhmm` / `-hhmm` as `±hh:mm`.
 fn v2_offset(z: &[u8]) -> Option<String> {
     if z.len() != 5 || !matches!(z[0], b'+' | b'-') {
@@ -314,6 +347,28 @@ pub fn dtm_to_date(dtm: &str) -> Option<String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn formatted_instants_parse_back_to_the_same_millisecond(ms in -62_000_000_000_000i64..253_000_000_000_000i64) {
+            let s = format_utc_ms(ms);
+            prop_assert_eq!(check(Kind::Instant, &s), Ok(()));
+            prop_assert_eq!(to_utc_nanos(&s), Some(i128::from(ms) * 1_000_000));
+        }
+    }
+
+    #[test]
+    fn dates_to_day_numbers() {
+        assert_eq!(date_to_days("1970-01-01"), Some(0));
+        assert_eq!(date_to_days("2000-03-01"), Some(11_017));
+        assert_eq!(date_to_days("1969-12-31"), Some(-1));
+        assert_eq!(date_to_days("1970-01"), None);
+        assert_eq!(format_utc_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_utc_ms(951_782_400_000 + 3_723_004),
+            "2000-02-29T01:02:03.004Z"
+        );
+    }
 
     #[test]
     fn the_grammar_from_the_spec() {

@@ -152,6 +152,9 @@ pub enum StepConfig {
     Window(WindowConfig),
     /// Stream–table join: adds the table row whose key equals `key` under `into`.
     Enrich(EnrichConfig),
+    /// Early-warning surveillance over FHIR Observations: NEWS2, qSOFA and SIRS per patient,
+    /// alerts with suppression and escalation.
+    EarlyWarning(EarlyWarningConfig),
     /// Convert an HL7 v2 message (bytes) into FHIR R4.
     #[serde(rename = "hl7-to-fhir")]
     Hl7ToFhir {
@@ -199,6 +202,100 @@ pub struct EnrichConfig {
 
 fn default_table_rows() -> usize {
     10_000_000
+}
+
+/// `op = "early-warning"`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyWarningConfig {
+    /// Alert rules. Default: NEWS2 medium (level 2), qSOFA ≥ 2, SIRS ≥ 2, each suppressed 4h.
+    #[serde(default = "default_rules")]
+    pub rules: Vec<AlertRuleConfig>,
+    /// How old a value may be and still count.
+    #[serde(default)]
+    pub max_age: MaxAgeConfig,
+    /// `alerts` (default): one event per alert (and one per patient out of NEWS2's scope);
+    /// `evaluations`: also one event per change, alerting or not.
+    #[serde(default)]
+    pub emit: EarlyWarningEmit,
+    /// Bound on patients held per partition; past it, the least recently updated are
+    /// forgotten. Default 1,000,000.
+    #[serde(default = "default_max_keys")]
+    pub max_patients: usize,
+}
+
+/// One alert rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRuleConfig {
+    /// `news2`, `qsofa` or `sirs`.
+    pub score: aorta_clinical::surveillance::ScoreKind,
+    /// Alert at this level or above: NEWS2 1 low–medium, 2 medium, 3 high; qSOFA/SIRS points.
+    pub level: u8,
+    /// No new alert at the same or a lower level within this window. Default 4h.
+    #[serde(default = "default_suppress")]
+    pub suppress: Duration,
+}
+
+fn default_suppress() -> Duration {
+    Duration(4 * 3_600_000)
+}
+
+fn default_rules() -> Vec<AlertRuleConfig> {
+    aorta_clinical::surveillance::AlertRule::defaults()
+        .into_iter()
+        .map(|r| AlertRuleConfig {
+            score: r.score,
+            level: r.level,
+            suppress: Duration(r.suppress_ms),
+        })
+        .collect()
+}
+
+/// Maximum ages of values.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxAgeConfig {
+    /// Vital signs. Default 4h.
+    #[serde(default = "default_vitals_age")]
+    pub vitals: Duration,
+    /// Consciousness, GCS, oxygen. Default 12h.
+    #[serde(default = "default_neuro_age")]
+    pub neuro: Duration,
+    /// Laboratory values. Default 24h.
+    #[serde(default = "default_labs_age")]
+    pub labs: Duration,
+}
+
+fn default_vitals_age() -> Duration {
+    Duration(4 * 3_600_000)
+}
+fn default_neuro_age() -> Duration {
+    Duration(12 * 3_600_000)
+}
+fn default_labs_age() -> Duration {
+    Duration(24 * 3_600_000)
+}
+
+impl Default for MaxAgeConfig {
+    fn default() -> Self {
+        MaxAgeConfig {
+            vitals: default_vitals_age(),
+            neuro: default_neuro_age(),
+            labs: default_labs_age(),
+        }
+    }
+}
+
+/// What `early-warning` emits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EarlyWarningEmit {
+    /// Alerts only.
+    #[default]
+    Alerts,
+    /// Every evaluation, plus alerts.
+    Evaluations,
 }
 
 /// An `enrich` table's source.

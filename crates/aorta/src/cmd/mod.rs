@@ -7,6 +7,7 @@ pub mod bench_mllp;
 pub mod bench_pipeline;
 pub mod consume;
 pub mod demo;
+pub mod eval;
 pub mod fhir;
 pub mod hl7;
 pub mod pipeline;

@@ -8,12 +8,14 @@
 
 mod basic;
 mod dedupe;
+mod early_warning;
 mod enrich;
 mod fhir;
 mod window;
 
 pub use basic::{Filter, Map, Project, Route};
 pub use dedupe::Dedupe;
+pub use early_warning::EarlyWarning;
 pub use enrich::Enrich;
 pub use fhir::{Hl7ToFhir, ValidateFhir};
 pub use window::Window;
@@ -141,6 +143,7 @@ pub fn build(
             max_keys,
         } => Box::new(Dedupe::new(key.clone(), *window, time.clone(), *max_keys)?),
         StepConfig::Window(w) => Box::new(Window::new(w)?),
+        StepConfig::EarlyWarning(c) => Box::new(EarlyWarning::new(c)?),
         StepConfig::Enrich(e) => Box::new(Enrich::new(e, table.unwrap_or_default())?),
         StepConfig::Hl7ToFhir {
             emit,
