@@ -5,7 +5,7 @@
 mod common;
 
 use aorta_fhir::{Mode, parse_resource};
-use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, ReadOptions, Record, TopicConfig};
+use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, Record, TopicConfig};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -56,18 +56,10 @@ async fn read(
     log: &Arc<dyn Log>,
     topic: &str,
 ) -> Vec<(Value, Vec<(String, String)>, Option<String>)> {
-    let Ok(d) = log.describe_topic(topic).await else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut next = 0;
-    while next < d.partitions[0].high_watermark {
-        let b = log
-            .read(topic, 0, next, ReadOptions::default())
-            .await
-            .unwrap();
-        next = b.next_offset(next);
-        for r in b.records {
+    common::read_all(log, topic)
+        .await
+        .into_iter()
+        .map(|r| {
             let headers = r
                 .record
                 .headers
@@ -78,14 +70,13 @@ async fn read(
                 .record
                 .key
                 .map(|k| String::from_utf8_lossy(&k).to_string());
-            out.push((
+            (
                 serde_json::from_slice(&r.record.value).unwrap(),
                 headers,
                 key,
-            ));
-        }
-    }
-    out
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

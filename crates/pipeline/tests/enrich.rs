@@ -27,26 +27,11 @@ async fn append(log: &Arc<dyn Log>, topic: &str, events: &[Value]) {
 }
 
 async fn values(log: &Arc<dyn Log>, topic: &str) -> Vec<Value> {
-    let Ok(d) = log.describe_topic(topic).await else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for p in d.partitions {
-        let mut next = 0;
-        while next < p.high_watermark {
-            let b = log
-                .read(topic, p.partition, next, ReadOptions::default())
-                .await
-                .unwrap();
-            next = b.next_offset(next);
-            out.extend(
-                b.records
-                    .into_iter()
-                    .map(|r| serde_json::from_slice(&r.record.value).unwrap()),
-            );
-        }
-    }
-    out
+    common::read_all(log, topic)
+        .await
+        .into_iter()
+        .map(|r| serde_json::from_slice(&r.record.value).unwrap())
+        .collect()
 }
 
 fn pipeline(table: &str, on_missing: &str, fields: &str) -> String {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, ReadOptions, Record, TopicConfig};
+use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, Record, TopicConfig};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -176,23 +176,6 @@ async fn flaky_server() -> (String, Arc<Server>) {
     (url, server)
 }
 
-async fn read_all(log: &Arc<dyn Log>, topic: &str) -> Vec<aorta_log::ConsumedRecord> {
-    let mut out = Vec::new();
-    let d = log.describe_topic(topic).await.unwrap();
-    for p in d.partitions {
-        let mut next = 0;
-        while next < p.high_watermark {
-            let b = log
-                .read(topic, p.partition, next, ReadOptions::default())
-                .await
-                .unwrap();
-            next = b.next_offset(next);
-            out.extend(b.records);
-        }
-    }
-    out
-}
-
 fn header<'a>(r: &'a aorta_log::ConsumedRecord, k: &str) -> &'a str {
     r.record
         .headers
@@ -267,7 +250,7 @@ async fn a_flaky_endpoint_loses_nothing_and_refused_events_are_dead_lettered() {
     let report =
         common::run_until_end(&log, &pipeline(&url, 1, 4), &dir.path().join("state")).await;
 
-    let dlq = read_all(&log, "hook.dlq").await;
+    let dlq = common::read_all(&log, "hook.dlq").await;
     let seen = server.seen.lock().unwrap();
     // Every deliverable event arrived, each always under one idempotency key, and distinct
     // events under distinct keys.
@@ -349,7 +332,7 @@ async fn batched_requests_carry_every_identity_in_order() {
     let (dir, log) = setup(&[], &[]).await;
     let (url, server) = flaky_server().await;
     common::run_until_end(&log, &pipeline(&url, 25, 3), &dir.path().join("state")).await;
-    assert!(read_all(&log, "hook.dlq").await.is_empty());
+    assert!(common::read_all(&log, "hook.dlq").await.is_empty());
     let seen = server.seen.lock().unwrap();
     let mut got: BTreeMap<i64, String> = BTreeMap::new();
     for (ids, body) in &seen.accepted {

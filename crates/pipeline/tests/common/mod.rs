@@ -23,3 +23,25 @@ pub async fn run_until_end(log: &Arc<dyn Log>, toml: &str, state: &Path) -> RunR
         .await
         .unwrap()
 }
+
+/// Every record of every partition of `topic`, partition by partition (empty if the topic
+/// does not exist).
+#[allow(dead_code)] // not every test file reads topics back
+pub async fn read_all(log: &Arc<dyn Log>, topic: &str) -> Vec<aorta_log::ConsumedRecord> {
+    let Ok(d) = log.describe_topic(topic).await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in d.partitions {
+        let mut next = p.log_start;
+        while next < p.high_watermark {
+            let b = log
+                .read(topic, p.partition, next, aorta_log::ReadOptions::default())
+                .await
+                .unwrap();
+            next = b.next_offset(next);
+            out.extend(b.records);
+        }
+    }
+    out
+}
