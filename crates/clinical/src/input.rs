@@ -68,3 +68,22 @@ pub(crate) fn round_to(x: f64, decimals: i32) -> f64 {
     let f = 10f64.powi(decimals);
     ((x * f) + 1e-7).round() / f
 }
+
+/// Criteria met, by name, and the names that could not be evaluated (`None`), in order; plus
+/// how many were met.
+pub(crate) fn tally<const N: usize>(
+    items: [(&str, Option<bool>); N],
+) -> (std::collections::BTreeMap<String, bool>, Vec<String>, u8) {
+    let mut criteria = std::collections::BTreeMap::new();
+    let mut missing = Vec::new();
+    for (name, met) in items {
+        match met {
+            Some(m) => {
+                criteria.insert(name.to_string(), m);
+            }
+            None => missing.push(name.to_string()),
+        }
+    }
+    let score = criteria.values().filter(|&&m| m).count() as u8;
+    (criteria, missing, score)
+}

@@ -13,7 +13,7 @@
 //! present, which is what a "partial qSOFA" (e.g. respiratory rate and blood pressure only, as
 //! in data sets without GCS) means.
 
-use crate::input::{InputError, check};
+use crate::input::{InputError, check, tally};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -59,21 +59,11 @@ pub fn score(input: &QsofaInput) -> Result<Qsofa, InputError> {
         (None, None) => None,
         (g, a) => Some(g.is_some_and(|g| g < 15.0) || a == Some(true)),
     };
-    let mut criteria = BTreeMap::new();
-    let mut missing = Vec::new();
-    for (name, met) in [
+    let (criteria, missing, score) = tally([
         ("rr", rr.map(|r| r >= 22.0)),
         ("sbp", sbp.map(|s| s <= 100.0)),
         ("mentation", mentation),
-    ] {
-        match met {
-            Some(m) => {
-                criteria.insert(name.to_string(), m);
-            }
-            None => missing.push(name.to_string()),
-        }
-    }
-    let score = criteria.values().filter(|&&m| m).count() as u8;
+    ]);
     Ok(Qsofa {
         score,
         positive: score >= 2,

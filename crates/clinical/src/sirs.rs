@@ -14,7 +14,7 @@
 //! A criterion with two inputs is met when either is; it is undetermined (listed in
 //! `missing`) only when none of its inputs is met and at least one is absent.
 
-use crate::input::{InputError, check};
+use crate::input::{InputError, check, tally};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -76,9 +76,7 @@ pub fn score(input: &SirsInput) -> Result<Sirs, InputError> {
     let paco2 = check("paco2", input.paco2, 5.0, 250.0, "mmHg")?;
     let wbc = check("wbc", input.wbc, 0.0, 1000.0, "×10⁹/L")?;
     let bands = check("bands_pct", input.bands_pct, 0.0, 100.0, "%")?;
-    let mut criteria = BTreeMap::new();
-    let mut missing = Vec::new();
-    for (name, met) in [
+    let (criteria, missing, score) = tally([
         ("temp", temp.map(|t| !(36.0..=38.0).contains(&t))),
         ("hr", hr.map(|h| h > 90.0)),
         (
@@ -92,15 +90,7 @@ pub fn score(input: &SirsInput) -> Result<Sirs, InputError> {
                 bands.map(|b| b > 10.0),
             ]),
         ),
-    ] {
-        match met {
-            Some(m) => {
-                criteria.insert(name.to_string(), m);
-            }
-            None => missing.push(name.to_string()),
-        }
-    }
-    let score = criteria.values().filter(|&&m| m).count() as u8;
+    ]);
     Ok(Sirs {
         score,
         positive: score >= 2,

@@ -7,10 +7,11 @@
 //! |---|---|
 //! | [`config`] | `[[pipelines]]`: steps, sinks, defaults; unknown keys rejected with their path |
 //! | [`expr`] | the expression language of `when`/`set`/`key`/aggregate inputs |
-//! | [`ops`] | operators: filter, map, project, route, dedupe, window, hl7-to-fhir, validate |
+//! | [`ops`] | operators: filter, map, project, route, dedupe, window, enrich, early-warning, hl7-to-fhir, validate |
 //! | [`agg`] | window aggregates (count, sum, avg, min, max, first, last, count_distinct, percentile) |
 //! | [`chain`] | one input partition's steps: events in, routed events out, dead letters |
-//! | [`sink`] | file (JSON lines, rotation) and PostgreSQL (upsert) sinks |
+//! | [`sink`] | file (JSON lines, rotation), PostgreSQL (upsert) and webhook (retry, dead letter) sinks |
+//! | [`table`] | `enrich` reference tables from a keyed topic, a CSV file or a PostgreSQL query |
 //! | [`state`] | checkpoints in redb: offsets + operator state + output positions, atomically |
 //! | [`runner`] | the read → process → write → checkpoint loop; restart without loss or duplicates |
 //!
@@ -25,7 +26,8 @@
 //! * Everything is bounded: reads per round (`max_read_bytes`), open windows, dedupe keys.
 //!
 //! ## Must not depend on
-//! A concrete log backend (only the `aorta_log::Log` trait), any server, or clinical rules.
+//! A concrete log backend (only the `aorta_log::Log` trait), any server, or clinical rules of
+//! its own (`early-warning` feeds `aorta_clinical::surveillance`, which holds the rules).
 
 pub mod agg;
 pub mod chain;

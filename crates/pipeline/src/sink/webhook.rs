@@ -92,7 +92,7 @@ impl WebhookSink {
     }
 
     /// The body and identity headers of one request.
-    fn request(&self, batch: &[(Event, String)]) -> (Vec<u8>, HeaderMap) {
+    fn request(&self, batch: &[(Event, String)]) -> (bytes::Bytes, HeaderMap) {
         let mut headers = self.headers.clone();
         let mut body = Vec::new();
         let mut set = |name: &'static str, value: &str| {
@@ -118,10 +118,11 @@ impl WebhookSink {
             let ids: Vec<&str> = batch.iter().map(|(_, id)| id.as_str()).collect();
             set("aorta-emit-ids", &ids.join(","));
         }
-        (body, headers)
+        (bytes::Bytes::from(body), headers)
     }
 
-    async fn send(&self, body: Vec<u8>, headers: HeaderMap) -> Outcome {
+    /// One request with its retries; the body is shared by the attempts, not copied.
+    async fn send(&self, body: bytes::Bytes, headers: HeaderMap) -> Outcome {
         let cfg = &self.config;
         let mut delay = cfg.backoff.std();
         let cap = cfg.max_backoff.std();
@@ -197,7 +198,7 @@ impl Sink for WebhookSink {
     async fn write(&mut self, events: &[(Event, String)]) -> Result<Vec<Undelivered>, String> {
         let size = self.config.batch_size;
         // Owned requests first: the stream below then borrows only `self`.
-        let requests: Vec<(usize, usize, Vec<u8>, HeaderMap)> = events
+        let requests: Vec<(usize, usize, bytes::Bytes, HeaderMap)> = events
             .chunks(size)
             .enumerate()
             .map(|(i, c)| {
