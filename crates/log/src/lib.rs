@@ -10,6 +10,7 @@
 //! | [`partitioner`] | Kafka-compatible murmur2 key partitioning, so a key lands on the same partition number on every backend |
 //! | [`group`]       | the range assignor shared by every backend that assigns partitions itself |
 //! | [`limits`]      | every bound the log enforces (record, batch, read sizes, open files, partitions) |
+//! | [`metrics`]     | [`Histogram`]: the lock-free latency histogram every layer records into |
 //! | [`embedded`]    | the default backend: segment files on local disk with CRC32C, group commit and crash recovery |
 //! | [`error`]       | [`LogError`]: each variant names the thing and the fix |
 //!
@@ -49,6 +50,7 @@ pub mod embedded;
 pub mod error;
 pub mod group;
 pub mod limits;
+pub mod metrics;
 pub mod partitioner;
 pub mod record;
 
@@ -59,6 +61,7 @@ pub use api::{
 pub use embedded::{EmbeddedConfig, EmbeddedLog, FsyncPolicy};
 pub use error::LogError;
 pub use limits::Limits;
+pub use metrics::{Histogram, HistogramSnapshot};
 pub use record::{ConsumedRecord, Header, Record, TopicPartition};
 
 /// Result alias used throughout the crate.

@@ -126,6 +126,8 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Junk bytes skipped before start blocks.
     pub junk_bytes: AtomicU64,
+    /// Time from a complete frame received to its ACK written (append and fsync included).
+    pub ack_latency: aorta_log::Histogram,
 }
 
 /// (sender MSH-3|MSH-4, control id MSH-10, hash of the message bytes).
@@ -413,8 +415,11 @@ async fn connection<S>(
             warn!(%peer, bytes = frame.skipped, "skipped bytes before an MLLP start block");
         }
         // Handled to the end even if shutdown arrives meanwhile: the sender gets its ACK.
+        let received = Instant::now();
         let reply = handle(&shared, frame.payload, peer).await;
-        if framed.send(reply).await.is_err() {
+        let sent = framed.send(reply).await;
+        shared.stats.ack_latency.record(received.elapsed());
+        if sent.is_err() {
             break;
         }
     }
