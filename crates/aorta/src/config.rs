@@ -23,6 +23,12 @@
 //! topic = "hl7.inbound"
 //! dead_letter_topic = "hl7.dlq"
 //!
+//! [server]                       # aorta serve: HTTP API, FHIR ingest, /metrics
+//! listen = "127.0.0.1:8080"      # "" turns it off
+//! tokens = "./aorta-data/tokens.json"
+//! [server.fhir]
+//! strict = false                 # true: reject unknown FHIR elements
+//!
 //! [state]                        # pipeline checkpoints
 //! dir = "./aorta-data/pipelines"
 //!
@@ -55,6 +61,40 @@ pub struct Config {
     pub pipelines: Vec<aorta_pipeline::PipelineConfig>,
     /// Where pipeline checkpoints live.
     pub state: StateConfig,
+    /// The HTTP API of `aorta serve`.
+    pub server: aorta_server::ServerConfig,
+}
+
+impl Config {
+    /// The token file: `[server] tokens`, else `<data_dir>/tokens.json`.
+    pub fn tokens_path(&self) -> std::path::PathBuf {
+        self.server
+            .tokens
+            .clone()
+            .unwrap_or_else(|| self.log.embedded.data_dir.join("tokens.json"))
+    }
+
+    /// Alert topics: `[server] alert_topics`, else the topic sinks of pipelines with an
+    /// `early-warning` step.
+    pub fn alert_topics(&self) -> Vec<String> {
+        if !self.server.alert_topics.is_empty() {
+            return self.server.alert_topics.clone();
+        }
+        let mut out = Vec::new();
+        for p in &self.pipelines {
+            if p.steps
+                .iter()
+                .any(|s| matches!(s, aorta_pipeline::config::StepConfig::EarlyWarning(_)))
+            {
+                for sink in &p.sinks {
+                    if let aorta_pipeline::config::SinkConfig::Topic { topic, .. } = sink {
+                        out.push(topic.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `[state]`: pipeline checkpoints.

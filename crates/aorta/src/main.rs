@@ -62,8 +62,19 @@ enum Command {
     Produce(cmd::produce::ProduceArgs),
     /// Print records of a topic as text or JSON lines.
     Consume(cmd::consume::ConsumeArgs),
-    /// Run the configured sources (HL7 v2 over MLLP) into the log until SIGTERM/Ctrl-C.
+    /// Run the configured sources (HL7 v2 over MLLP), pipelines and the HTTP API (FHIR ingest,
+    /// metrics) until SIGTERM/Ctrl-C.
     Serve,
+    /// Create, list and revoke API bearer tokens.
+    Token {
+        #[command(subcommand)]
+        action: cmd::token::TokenCmd,
+    },
+    /// Check the audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: cmd::audit::AuditCmd,
+    },
     /// Inspect HL7 v2 files (parse, validate, convert to FHIR) and send them over MLLP.
     Hl7 {
         #[command(subcommand)]
@@ -180,6 +191,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score(args) => cmd::score::run(args),
         Command::Eval { what } => cmd::eval::run(what).await,
         Command::Serve => cmd::serve::run(resolved.open().await?, &resolved.config).await,
+        Command::Token { action } => cmd::token::run(&resolved.config.tokens_path(), action),
+        Command::Audit { action } => {
+            let topic = resolved.config.server.audit_topic.clone();
+            cmd::audit::run(resolved.open().await?.as_ref(), &topic, action).await
+        }
         Command::Pipeline { action } => match action {
             // A check needs no log.
             cmd::pipeline::PipelineCmd::Check => cmd::pipeline::check(&resolved.config),

@@ -26,7 +26,7 @@ fn serve(dir: &Path) -> (Child, String) {
     std::fs::write(
         &config,
         format!(
-            "[log.embedded]\ndata_dir = \"{}\"\n[[sources.mllp]]\nlisten = \"127.0.0.1:{port}\"\n",
+            "[log.embedded]\ndata_dir = \"{}\"\n[[sources.mllp]]\nlisten = \"127.0.0.1:{port}\"\n[server]\nlisten = \"\"\n",
             dir.join("data").display()
         ),
     )

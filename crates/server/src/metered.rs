@@ -31,7 +31,7 @@ pub struct MeteredLog {
 
 impl MeteredLog {
     /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Log>) -> (Arc<dyn Log>, Arc<LogMetrics>) {
+    pub fn wrap(inner: Arc<dyn Log>) -> (Arc<dyn Log>, Arc<LogMetrics>) {
         let metrics = Arc::new(LogMetrics::default());
         (
             Arc::new(MeteredLog {

@@ -650,8 +650,10 @@ async fn dead_letters_show_reasons_to_operators_and_replay_into_the_source_topic
 
 #[tokio::test]
 async fn alerts_are_listed_per_patient_and_acknowledged_once() {
-    let mut config = ServerConfig::default();
-    config.alert_topics = vec!["alerts".into()];
+    let config = ServerConfig {
+        alert_topics: vec!["alerts".into()],
+        ..Default::default()
+    };
     let s = start_with(config, None, Components::default()).await;
     s.log
         .create_topic("alerts", TopicConfig::default())
@@ -719,7 +721,7 @@ async fn alerts_are_listed_per_patient_and_acknowledged_once() {
 async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
     let dir = tempfile::tempdir().unwrap();
     let raw: Arc<dyn Log> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap());
-    let (log, log_metrics) = aorta_server::metered::MeteredLog::new(raw);
+    let (log, log_metrics) = aorta_server::metered::MeteredLog::wrap(raw);
     let mllp_config = aorta_mllp::MllpSourceConfig {
         listen: "127.0.0.1:0".into(),
         ..Default::default()

@@ -1,5 +1,6 @@
 //! One module per top-level command.
 
+pub mod audit;
 pub mod bench;
 pub mod bench_fhir;
 pub mod bench_kafka;
@@ -14,6 +15,7 @@ pub mod pipeline;
 pub mod produce;
 pub mod score;
 pub mod serve;
+pub mod token;
 pub mod topics;
 
 /// Human-readable byte count (KiB, MiB, GiB).
