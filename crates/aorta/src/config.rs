@@ -138,6 +138,28 @@ pub enum Backend {
     Kafka,
 }
 
+impl LogConfig {
+    /// Opens the configured backend.
+    pub async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn aorta_log::Log>> {
+        match self.backend {
+            Backend::Embedded => {
+                let dir = &self.embedded.data_dir;
+                let l = aorta_log::EmbeddedLog::open(self.embedded.clone())
+                    .with_context(|| format!("opening the log in {}", dir.display()))?;
+                Ok(std::sync::Arc::new(l))
+            }
+            Backend::Kafka => {
+                let Some(k) = &self.kafka else {
+                    anyhow::bail!(
+                        "backend = \"kafka\" needs [log.kafka] bootstrap = \"host:port\" in the config, or --kafka host:port"
+                    );
+                };
+                Ok(std::sync::Arc::new(aorta_kafka::KafkaLog::connect(k.clone()).await?))
+            }
+        }
+    }
+}
+
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> anyhow::Result<Config> {

@@ -10,9 +10,8 @@ mod config;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use anyhow::Context;
-use aorta_kafka::{KafkaConfig, KafkaLog};
-use aorta_log::{EmbeddedLog, FsyncPolicy, Log};
+use aorta_kafka::KafkaConfig;
+use aorta_log::{FsyncPolicy, Log};
 use clap::{Parser, Subcommand, ValueEnum};
 use config::{Backend, Config};
 use std::path::PathBuf;
@@ -158,23 +157,7 @@ impl Resolved {
 
     /// Opens the configured backend.
     async fn open(&self) -> anyhow::Result<Arc<dyn Log>> {
-        let log = &self.config.log;
-        match log.backend {
-            Backend::Embedded => {
-                let dir = &log.embedded.data_dir;
-                let l = EmbeddedLog::open(log.embedded.clone())
-                    .with_context(|| format!("opening the log in {}", dir.display()))?;
-                Ok(Arc::new(l))
-            }
-            Backend::Kafka => {
-                let Some(k) = &log.kafka else {
-                    anyhow::bail!(
-                        "backend = \"kafka\" needs [log.kafka] bootstrap = \"host:port\" in the config, or --kafka host:port"
-                    );
-                };
-                Ok(Arc::new(KafkaLog::connect(k.clone()).await?))
-            }
-        }
+        self.config.log.open().await
     }
 }
 
@@ -206,7 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => {
             cmd::pipeline::replay(resolved.open().await?, &resolved.config, args).await
         }
-        Command::Demo(args) => cmd::demo::run(resolved.open().await?.as_ref(), args).await,
+        Command::Demo(args) => cmd::demo::run(resolved.config, args).await,
         Command::Bench { what } => {
             cmd::bench::run(what, resolved.data_dir(), resolved.config.log.kafka.clone()).await
         }

@@ -1,164 +1,502 @@
-//! `aorta demo`: the main job on the embedded log, end to end.
+//! `aorta demo`: the main job, end to end, with nothing to install.
 //!
-//! Today (foundation issue) it is an HL7 v2 round trip through the durable log: synthetic
-//! ADT^A01 admissions keyed by MRN are appended (each batch acknowledged only once fsynced),
-//! read back as consumer group `demo`, verified byte for byte, and the group's offsets are
-//! committed. The clinical-apps issue replaces it with the sepsis/ELR pipelines.
+//! Starts what `aorta --config configs/sepsis.toml serve` starts (MLLP listener, the
+//! `sepsis-fhir` and `sepsis-alerts` pipelines, the HTTP API) on a fresh `demo` directory of
+//! the data dir, then a simulated ward sends HL7 v2 over MLLP like a real interface engine
+//! would: one ADT^A01 per admission, then an ORU^R01 with a vitals panel (HR, RR, temperature,
+//! systolic BP, SpO₂, FiO₂, ACVPU) for every patient every 15 minutes of ward time, and labs
+//! (lactate, WBC) for the sick. A few patients deteriorate into sepsis at set hours; one is a
+//! child (NEWS2 does not apply: flagged, not scored). Alerts are printed as they appear on
+//! `sepsis.alerts`, explained, and at the end the run is checked: every ACKed message is on
+//! the log, every deteriorating patient alerted, no stable one did, and the latency from a
+//! message's ACK to its alert is reported.
+//!
+//! Ward time runs fast (`--round-ms` real milliseconds per 15-minute round) and ends at the
+//! present, so observation times are real past times. `--kafka` (global) runs it on Kafka.
 
-use aorta_log::{Log, LogError, ReadOptions, Record, TopicConfig, TopicPartition};
-use bytes::Bytes;
+use crate::config::{Backend, Config};
+use aorta_log::ReadOptions;
+use aorta_mllp::MllpClient;
 use clap::Args;
-use std::collections::HashMap;
-use std::time::Instant;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The ready-made sepsis configuration (also `configs/sepsis.toml`).
+pub const SEPSIS_TOML: &str = include_str!("../../../../configs/sepsis.toml");
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// How many HL7 messages to send through the log.
-    #[arg(long, default_value_t = 2000)]
-    pub messages: u64,
-    /// Topic to use (created with 3 partitions if missing).
-    #[arg(long, default_value = "demo.hl7.adt")]
-    pub topic: String,
+    /// Patients on the ward (at least 6: three deteriorate, one is a child).
+    #[arg(long, default_value_t = 16)]
+    pub patients: usize,
+    /// Hours of ward time to simulate (4 rounds of vitals an hour).
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// Real milliseconds per 15-minute round.
+    #[arg(long, default_value_t = 400)]
+    pub round_ms: u64,
+    /// API address; taken or "": a free port / no API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub api: String,
+    /// Keep serving (API, console, pipelines) after the ward's day, until Ctrl-C.
+    #[arg(long)]
+    pub stay: bool,
+    /// Seed of the vitals' noise (the same seed gives the same ward).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
-const FAMILY: [&str; 8] = [
-    "SMITH", "GARCIA", "NGUYEN", "OKAFOR", "MULLER", "ROSSI", "TANAKA", "COHEN",
-];
-const GIVEN: [&str; 8] = [
-    "ANNA", "JOSE", "MAI", "CHIDI", "LENA", "MARCO", "YUKI", "DANA",
-];
-
-/// A synthetic ADT^A01 (admit) in HL7 v2.5.1 ER7 with `\r` segment terminators. Names and
-/// identifiers are made up.
-fn adt_a01(i: u64) -> (String, String) {
-    let mrn = format!("MRN{:06}", 100_000 + i % 5_000);
-    let (f, g) = (FAMILY[(i % 8) as usize], GIVEN[(i / 8 % 8) as usize]);
-    let msg = format!(
-        "MSH|^~\\&|ADT1|GOOD HEALTH HOSPITAL|AORTA|AORTA|20261126{h:02}{m:02}00||ADT^A01^ADT_A01|MSG{i:08}|P|2.5.1\r\
-         EVN|A01|20261126{h:02}{m:02}00\r\
-         PID|1||{mrn}^^^GHH^MR||{f}^{g}^Q||19{y:02}0{mo}1{d}|{sex}|||{n} MAIN ST^^SPRINGFIELD^IL^62701||(217)555-{n:04}\r\
-         PV1|1|I|{w}^{bed}^1^GHH||||1234^ATTEND^AMY|||MED||||ADM|||||||||||||||||||||||||20261126{h:02}{m:02}00\r",
-        h = i / 60 % 24,
-        m = i % 60,
-        y = 40 + i % 60,
-        mo = 1 + i % 9,
-        d = i % 10,
-        sex = if i.is_multiple_of(2) { "F" } else { "M" },
-        n = 1000 + i % 9000,
-        w = ["ICU", "MED", "SURG"][(i % 3) as usize],
-        bed = 100 + i % 50,
-    );
-    (mrn, msg)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Course {
+    Stable,
+    /// Sepsis developing from this round on.
+    Sepsis(u32),
+    Child,
 }
 
-pub async fn run(log: &dyn Log, args: DemoArgs) -> anyhow::Result<()> {
-    let topic = args.topic.as_str();
-    match log
-        .create_topic(
-            topic,
-            TopicConfig {
-                partitions: 3,
-                ..TopicConfig::default()
-            },
-        )
-        .await
-    {
-        Ok(_) | Err(LogError::TopicExists { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let group = "demo";
-    let started = Instant::now();
-    // Where each message went: (partition, offset) -> message.
-    let mut sent: HashMap<(u32, u64), Bytes> = HashMap::new();
-    let mut i = 0;
-    let mut batch_no = 0u32;
-    while i < args.messages {
-        let n = (args.messages - i).min(250);
-        let batch: Vec<(String, Bytes)> = (i..i + n)
-            .map(|k| {
-                let (mrn, msg) = adt_a01(k);
-                (mrn, Bytes::from(msg))
-            })
-            .collect();
-        let records: Vec<Record> = batch
-            .iter()
-            .map(|(mrn, msg)| {
-                Record::new(msg.clone())
-                    .with_key(mrn.clone())
-                    .with_header("hl7.type", "ADT^A01")
-            })
-            .collect();
-        let placed = log.produce(topic, records, batch_no % 3).await?;
-        for ((_, msg), at) in batch.into_iter().zip(placed) {
-            sent.insert(at, msg);
-        }
-        i += n;
-        batch_no += 1;
-    }
-    let write_s = started.elapsed().as_secs_f64();
+struct Patient {
+    mrn: String,
+    family: &'static str,
+    given: &'static str,
+    dob: String,
+    sex: &'static str,
+    bed: usize,
+    course: Course,
+}
 
-    let read_start = Instant::now();
-    let mut verified = 0u64;
-    let mut commits = Vec::new();
-    for p in 0..3 {
-        let tp = TopicPartition::new(topic, p);
-        let range = log.offsets(topic, p).await?;
-        let mut from = log
-            .committed(group, &tp)
-            .await?
-            .unwrap_or(range.log_start)
-            .max(range.log_start);
-        loop {
-            let b = log.read(topic, p, from, ReadOptions::default()).await?;
-            if b.records.is_empty() {
-                break;
+const FAMILY: [&str; 12] = [
+    "OKAFOR", "LINDQVIST", "NAKAMURA", "DUBOIS", "SILVA", "KOWALSKI", "HASSAN", "MURPHY",
+    "ROSSI", "CHEN", "MENDES", "NOVAK",
+];
+const GIVEN: [&str; 12] = [
+    "ADA", "BJORN", "EMI", "LUC", "RITA", "PAWEL", "SAMIR", "NORA", "GIULIA", "WEI", "TOMAS",
+    "IVA",
+];
+
+fn ward(n: usize, rounds: u32) -> Vec<Patient> {
+    (0..n)
+        .map(|i| {
+            let course = match i {
+                2 => Course::Sepsis(rounds / 6),
+                6 => Course::Sepsis(rounds * 5 / 12),
+                9 => Course::Sepsis(rounds * 2 / 3),
+                4 => Course::Child,
+                _ => Course::Stable,
+            };
+            let year = if course == Course::Child { 2014 } else { 1940 + (i * 7 % 50) as u32 };
+            Patient {
+                mrn: format!("W7{:05}", 10_000 + i * 37),
+                family: FAMILY[i % FAMILY.len()],
+                given: GIVEN[(i * 5) % GIVEN.len()],
+                dob: format!("{year}{:02}{:02}", 1 + i % 12, 1 + i % 28),
+                sex: if i % 2 == 0 { "F" } else { "M" },
+                bed: i + 1,
+                course,
             }
-            for c in &b.records {
-                if let Some(want) = sent.get(&(p, c.offset)) {
-                    anyhow::ensure!(
-                        c.record.value == *want,
-                        "message at {topic}/{p} offset {} differs from what was acknowledged",
-                        c.offset
-                    );
-                    verified += 1;
+        })
+        .collect()
+}
+
+/// `YYYYMMDDHHMMSS+0000` for a UTC time in ms.
+fn hl7_ts(ms: i64) -> String {
+    let iso = aorta_fhir::datetime::format_utc_ms(ms);
+    let digits: String = iso.chars().take(19).filter(char::is_ascii_digit).collect();
+    format!("{digits}+0000")
+}
+
+fn header(kind: &str, ctrl: &str, ts: &str) -> String {
+    format!("MSH|^~\\&|WARDSIM|AORTA GENERAL|AORTA|AORTA|{ts}||{kind}|{ctrl}|P|2.5.1\r")
+}
+
+fn pid(p: &Patient) -> String {
+    format!(
+        "PID|1||{}^^^AGH^MR||{}^{}||{}|{}|||{} HARBOUR ROAD^^PORTSMOUTH^NH^03801^USA\r\
+         PV1|1|I|WARD7^{:02}^1^AGH||||4411^ATTEND^JO^^^^DR|||MED\r",
+        p.mrn,
+        p.family,
+        p.given,
+        p.dob,
+        p.sex,
+        10 + p.bed,
+        p.bed
+    )
+}
+
+fn admission(p: &Patient, ms: i64) -> String {
+    let ts = hl7_ts(ms);
+    format!(
+        "{}EVN|A01|{ts}\r{}",
+        header("ADT^A01^ADT_A01", &format!("ADM{}", p.mrn), &ts),
+        pid(p)
+    )
+}
+
+struct Vitals {
+    hr: f64,
+    rr: f64,
+    temp: f64,
+    sbp: f64,
+    spo2: f64,
+    fio2: f64,
+    acvpu: &'static str,
+    labs: Option<(f64, f64)>,
+}
+
+/// A patient's vitals at a round: stable ranges with noise, or a sepsis course that takes
+/// about four hours from onset to full (tachycardia, tachypnoea, fever, falling BP and SpO₂,
+/// new confusion at the end, lactate and WBC drawn twice).
+fn vitals(p: &Patient, round: u32, rng: &mut StdRng) -> Vitals {
+    let mut n = |spread: f64| rng.random_range(-spread..=spread);
+    let s = match p.course {
+        Course::Sepsis(onset) if round >= onset => (f64::from(round - onset) / 16.0).min(1.0),
+        _ => 0.0,
+    };
+    let child = p.course == Course::Child;
+    let v = Vitals {
+        hr: (if child { 82.0 } else { 76.0 } + 46.0 * s + n(6.0)).round(),
+        rr: (if child { 18.0 } else { 15.0 } + 13.0 * s + n(1.5)).round(),
+        temp: ((36.9 + 2.3 * s + n(0.3)) * 10.0).round() / 10.0,
+        sbp: (124.0 - 38.0 * s + n(7.0)).round(),
+        spo2: (97.5 - 6.0 * s + n(1.0)).round().min(100.0),
+        fio2: if s > 0.6 { 28.0 } else { 21.0 },
+        acvpu: if s > 0.85 { "C^New confusion" } else { "A^Alert" },
+        labs: match p.course {
+            Course::Sepsis(onset) if round == onset + 6 || round == onset + 14 => {
+                Some((((1.2 + 3.6 * s) * 10.0_f64).round() / 10.0, (8.0 + 9.0 * s).round()))
+            }
+            _ => None,
+        },
+    };
+    v
+}
+
+fn vitals_message(p: &Patient, seq: u64, ms: i64, v: &Vitals) -> String {
+    let ts = hl7_ts(ms);
+    let mut m = header("ORU^R01^ORU_R01", &format!("VS{seq:08}"), &ts);
+    m += &pid(p);
+    m += &format!("OBR|1|VS{seq:08}^AGH||85353-1^Vital signs panel^LN|||{ts}|||||||||4411^ATTEND^JO^^^^DR||||||{ts}|||F\r");
+    let nm = [
+        ("8867-4", "Heart rate", v.hr, "/min"),
+        ("9279-1", "Respiratory rate", v.rr, "/min"),
+        ("8310-5", "Body temperature", v.temp, "Cel"),
+        ("8480-6", "Systolic blood pressure", v.sbp, "mm[Hg]"),
+        ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", v.spo2, "%"),
+        ("3150-0", "Inhaled oxygen concentration", v.fio2, "%"),
+    ];
+    let mut i = 0;
+    for (code, name, value, unit) in nm {
+        i += 1;
+        m += &format!("OBX|{i}|NM|{code}^{name}^LN||{value}|{unit}^{unit}^UCUM|||||F|||{ts}\r");
+    }
+    i += 1;
+    m += &format!("OBX|{i}|CWE|67775-7^Level of responsiveness^LN||{}^L|||||F|||{ts}\r", v.acvpu);
+    if let Some((lactate, wbc)) = v.labs {
+        i += 1;
+        m += &format!("OBX|{i}|NM|2524-7^Lactate^LN||{lactate}|mmol/L^mmol/L^UCUM|||||F|||{ts}\r");
+        i += 1;
+        m += &format!("OBX|{i}|NM|6690-2^Leukocytes^LN||{wbc}|10*3/uL^10*3/uL^UCUM|||||F|||{ts}\r");
+    }
+    m
+}
+
+/// One alert as printed and checked.
+struct Seen {
+    patient: String,
+    score: String,
+    total: i64,
+    band: String,
+    time_ms: i64,
+    arrived: Instant,
+}
+
+fn explain(a: &Value) -> String {
+    let score = a["score"].as_str().unwrap_or("?");
+    let parts: Vec<String> = match score {
+        "news2" => a["news2"]["subscores"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, v)| v.as_i64().unwrap_or(0) > 0)
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        other => a[other]["criteria"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, v)| v.as_bool() == Some(true))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    parts.join(", ")
+}
+
+pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.patients >= 10, "--patients must be at least 10 (the ward has three deteriorating patients at beds 3, 7 and 10 and a child at bed 5)");
+    let sepsis: Config = toml::from_str(SEPSIS_TOML)?;
+    if config.log.backend == Backend::Embedded {
+        let dir = config.log.embedded.data_dir.join("demo");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        config.log.embedded.data_dir = dir;
+    } else if config.state.dir.is_none() {
+        config.state.dir = Some("./aorta-state/demo".into());
+    }
+    config.sources = sepsis.sources;
+    for s in &mut config.sources.mllp {
+        s.listen = "127.0.0.1:0".into();
+    }
+    config.pipelines = sepsis.pipelines;
+    config.server.listen = args.api.clone();
+    if !args.api.is_empty() && std::net::TcpListener::bind(&args.api).is_err() {
+        eprintln!("{} is taken: the API takes a free port instead", args.api);
+        config.server.listen = "127.0.0.1:0".into();
+    }
+    let log = config.log.open().await?;
+    let backend = log.backend();
+    let running = super::serve::start(log, &config).await?;
+    let log = running.log.clone();
+    let mllp = running.mllp_addrs[0];
+    println!("Aorta demo: sepsis early warning on a simulated ward ({backend} log)");
+    println!("  config: configs/sepsis.toml (MLLP {mllp} -> hl7.inbound -> sepsis-fhir -> fhir.clinical -> sepsis-alerts -> sepsis.alerts)");
+    if let Some((addr, state)) = &running.api {
+        let (_, token) = state.tokens.create(aorta_server::Role::Admin, "demo")?;
+        println!("  API: http://{addr}  (admin token for this run: {token})");
+        println!("       curl -H 'Authorization: Bearer {token}' http://{addr}/api/alerts");
+    }
+
+    let rounds = args.hours * 4;
+    let patients = ward(args.patients, rounds);
+    let now = aorta_log::record::now_ms();
+    let round_ms = 15 * 60 * 1000;
+    // Whole minutes: HL7 times carry seconds, and alert times must name their message exactly.
+    let t0 = (now - i64::from(rounds) * round_ms).div_euclid(60_000) * 60_000;
+    // Each patient's observations are a few seconds apart within a round, so an alert's time
+    // names the message that caused it.
+    let obs_time = |round: u32, bed: usize| t0 + i64::from(round) * round_ms + bed as i64 * 1000;
+
+    // The alert board: tail sepsis.alerts while the ward runs.
+    let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
+    let tail_log = log.clone();
+    let sent_at: Arc<std::sync::Mutex<BTreeMap<i64, (usize, Instant)>>> = Default::default();
+    let sent = sent_at.clone();
+    let tail = tokio::spawn(async move {
+        let mut beds: HashMap<String, usize> = HashMap::new();
+        let mut seen: Vec<Seen> = Vec::new();
+        let mut flags = 0u64;
+        let mut from = 0u64;
+        let mut quiet_rounds = 0;
+        loop {
+            let batch = tail_log
+                .read("sepsis.alerts", 0, from, ReadOptions { max_bytes: 1 << 20, max_wait: Duration::from_millis(100) })
+                .await;
+            let batch = match batch {
+                Ok(b) => b,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if *done_rx.borrow_and_update() {
+                        quiet_rounds += 1;
+                        if quiet_rounds > 20 {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+            };
+            if batch.records.is_empty() {
+                if *done_rx.borrow_and_update() {
+                    quiet_rounds += 1;
+                    if quiet_rounds > 20 {
+                        break;
+                    }
+                }
+                continue;
+            }
+            quiet_rounds = 0;
+            from = batch.next_offset(from);
+            for r in batch.records {
+                let Ok(a) = serde_json::from_slice::<Value>(&r.record.value) else { continue };
+                let patient = a["patient"].as_str().unwrap_or("?").to_string();
+                let time_ms = a["time_ms"].as_i64().unwrap_or(0);
+                if let Some((bed, _)) = sent.lock().unwrap_or_else(|e| e.into_inner()).get(&time_ms) {
+                    beds.insert(patient.clone(), *bed);
+                }
+                let tag = beds.get(&patient).map_or_else(|| patient.clone(), |b| format!("bed {b:>2}"));
+                match a["kind"].as_str() {
+                    Some("not-applicable") => {
+                        flags += 1;
+                        println!("  FLAG   {tag}: NEWS2 not applicable ({})", a["reason"].as_str().unwrap_or("out of scope"));
+                    }
+                    Some("alert") => {
+                        let s = Seen {
+                            patient: patient.clone(),
+                            score: a["score"].as_str().unwrap_or("?").to_string(),
+                            total: a["total"].as_i64().unwrap_or(0),
+                            band: a["band"].as_str().unwrap_or("").to_string(),
+                            time_ms,
+                            arrived: Instant::now(),
+                        };
+                        let esc = if a["escalation"].as_bool() == Some(true) { " (escalation)" } else { "" };
+                        let when = aorta_fhir::datetime::format_utc_ms(s.time_ms);
+                        println!(
+                            "  ALERT  {} {} {tag}  {:<5} {:>2} {:<6}{esc}: {}",
+                            &when[5..10],
+                            &when[11..16],
+                            s.score.to_uppercase(),
+                            s.total,
+                            s.band,
+                            explain(&a)
+                        );
+                        seen.push(s);
+                    }
+                    _ => {}
                 }
             }
-            from = b.next_offset(from);
         }
-        commits.push((tp, from));
-    }
-    log.commit(group, &commits).await?;
-    let read_s = read_start.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        verified == args.messages,
-        "only {verified} of {} acknowledged messages were read back",
-        args.messages
-    );
-    let durable = match log.backend() {
-        "embedded" => "after fdatasync",
-        "kafka" => "by all in-sync replicas (acks=all)",
-        _ => "once durable",
+        (seen, flags)
+    });
+
+    // The ward.
+    let mut client = MllpClient::connect(&mllp.to_string(), Duration::from_secs(10)).await?;
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut acked = 0u64;
+    let send = async |client: &mut MllpClient, msg: String| -> anyhow::Result<Instant> {
+        let ack = client.send(msg.as_bytes()).await?;
+        anyhow::ensure!(ack.code == "AA", "the server answered {} to a valid message", ack.code);
+        Ok(Instant::now())
     };
-    println!("Aorta demo ({} log, HL7 v2 round trip)", log.backend());
+    for p in &patients {
+        send(&mut client, admission(p, t0 - 3_600_000)).await?;
+        acked += 1;
+    }
     println!(
-        "  appended {} ADT^A01 messages to {topic} (3 partitions, keyed by MRN), each batch acknowledged {durable}: {:.2} s, {:.0} msg/s",
-        args.messages,
-        write_s,
-        args.messages as f64 / write_s
+        "  ward 7: {} patients admitted; {} hours of vitals follow, a round every {} ms (15 min of ward time)",
+        patients.len(),
+        args.hours,
+        args.round_ms
     );
-    println!(
-        "  read back and verified {verified} messages byte for byte as consumer group \"{group}\": {:.2} s",
-        read_s
-    );
-    println!(
-        "  committed offsets: {}",
-        commits
-            .iter()
-            .map(|(tp, o)| format!("{tp}={o}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    println!("  look at one: aorta consume {topic} --from-beginning --max-records 1 --format json");
+    let started = Instant::now();
+    let mut seq = 0u64;
+    for round in 0..rounds {
+        let tick = Instant::now();
+        for p in &patients {
+            seq += 1;
+            let v = vitals(p, round, &mut rng);
+            let t = obs_time(round, p.bed);
+            let at = send(&mut client, vitals_message(p, seq, t, &v)).await?;
+            acked += 1;
+            sent_at.lock().unwrap_or_else(|e| e.into_inner()).insert(t, (p.bed, at));
+        }
+        if round % 16 == 15 {
+            println!("  … {} of {} hours sent ({acked} messages ACKed)", (round + 1) / 4, args.hours);
+        }
+        let spent = tick.elapsed();
+        if let Some(rest) = Duration::from_millis(args.round_ms).checked_sub(spent) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+    let send_s = started.elapsed().as_secs_f64();
+    // Let the pipelines drain, then stop the tail.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut behind = 0;
+        for p in &running.components.pipelines {
+            let input = p.stats.input.load(std::sync::atomic::Ordering::Relaxed);
+            let mut end = 0;
+            for t in &p.from {
+                if let Ok(d) = log.describe_topic(t).await {
+                    end += d.partitions.iter().map(|x| x.high_watermark).sum::<u64>();
+                }
+            }
+            behind += end.saturating_sub(input);
+        }
+        if behind == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done_tx.send_replace(true);
+    let (seen, flags) = tail.await?;
+
+    // Check the run.
+    let stored: u64 = log.describe_topic("hl7.inbound").await?.partitions.iter().map(|p| p.high_watermark).sum();
+    anyhow::ensure!(stored == acked, "{acked} messages were ACKed but hl7.inbound holds {stored}");
+    let sent_at = sent_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let bed_of = |t: i64| sent_at.get(&t).map(|(bed, _)| *bed);
+    let mut alerted_beds: BTreeMap<usize, (String, i64)> = BTreeMap::new();
+    let mut latencies: Vec<f64> = Vec::new();
+    for s in &seen {
+        if let Some(bed) = bed_of(s.time_ms) {
+            alerted_beds.entry(bed).or_insert((s.score.clone(), s.time_ms));
+            if let Some((_, at)) = sent_at.get(&s.time_ms) {
+                latencies.push(s.arrived.saturating_duration_since(*at).as_secs_f64() * 1e3);
+            }
+        }
+        let _ = (&s.patient, s.total, &s.band);
+    }
+    println!();
+    println!("Summary ({:.1} s of sending, {acked} HL7 messages ACKed AA, all {stored} on hl7.inbound)", send_s);
+    let mut missed = Vec::new();
+    let mut false_alarms = Vec::new();
+    for p in &patients {
+        let first = alerted_beds.get(&p.bed);
+        match (p.course, first) {
+            (Course::Sepsis(onset), Some((score, t))) => {
+                let after = (*t - obs_time(onset, p.bed)) as f64 / 3_600_000.0;
+                println!("  bed {:>2}: sepsis from ward hour {:>4.1}: first alert {} {after:.2} h after onset", p.bed, f64::from(onset) / 4.0, score.to_uppercase());
+            }
+            (Course::Sepsis(onset), None) => {
+                println!("  bed {:>2}: sepsis from ward hour {:>4.1}: NO ALERT", p.bed, f64::from(onset) / 4.0);
+                missed.push(p.bed);
+            }
+            (_, Some((score, _))) => {
+                println!("  bed {:>2}: stable, but alerted ({score})", p.bed);
+                false_alarms.push(p.bed);
+            }
+            _ => {}
+        }
+    }
+    let stable = patients.iter().filter(|p| p.course == Course::Stable).count();
+    println!("  {} alerts in all; {stable} stable patients: {} alerted; the child: {flags} NEWS2 scope flag(s)", seen.len(), false_alarms.len());
+    latencies.sort_by(f64::total_cmp);
+    if !latencies.is_empty() {
+        let q = |f: f64| latencies[((latencies.len() - 1) as f64 * f).round() as usize];
+        println!(
+            "  latency from a message's ACK to its alert on sepsis.alerts: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} alerts)",
+            q(0.5),
+            q(0.99),
+            latencies[latencies.len() - 1],
+            latencies.len()
+        );
+    }
+    if let Some(m) = running.components.mllp.first() {
+        let h = m.stats.ack_latency.snapshot();
+        if let (Some(p50), Some(p99)) = (h.quantile_bound_us(0.5), h.quantile_bound_us(0.99)) {
+            println!("  MLLP ACK latency (append + fsync): p50 ≤ {:.2} ms, p99 ≤ {:.2} ms", p50 as f64 / 1e3, p99 as f64 / 1e3);
+        }
+    }
+    if args.stay {
+        if let Some((addr, _)) = &running.api {
+            println!("  serving on http://{addr} until Ctrl-C");
+        }
+        super::serve::signalled().await;
+    }
+    for (name, report) in running.shutdown().await? {
+        if let Err(e) = report {
+            anyhow::bail!("pipeline {name} failed: {e}");
+        }
+    }
+    anyhow::ensure!(missed.is_empty(), "deteriorating patients at beds {missed:?} raised no alert");
+    anyhow::ensure!(false_alarms.is_empty(), "stable patients at beds {false_alarms:?} raised alerts");
+    let _ = Arc::strong_count(&log);
     Ok(())
 }
 
@@ -167,19 +505,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn synthetic_messages_are_well_formed_hl7() {
-        let (mrn, msg) = adt_a01(42);
-        let segs: Vec<&str> = msg.trim_end_matches('\r').split('\r').collect();
-        assert_eq!(
-            segs.iter().map(|s| &s[..3]).collect::<Vec<_>>(),
-            ["MSH", "EVN", "PID", "PV1"]
-        );
-        assert!(segs[0].starts_with("MSH|^~\\&|"));
-        // MSH-1 is the field separator itself, so MSH-N is split element N-1.
-        let msh: Vec<&str> = segs[0].split('|').collect();
-        assert_eq!(msh[9 - 1], "ADT^A01^ADT_A01", "MSH-9 message type");
-        assert_eq!(msh[10 - 1], "MSG00000042", "MSH-10 control id");
-        assert_eq!(msh[12 - 1], "2.5.1", "MSH-12 version");
-        assert!(segs[2].contains(&format!("|{mrn}^^^GHH^MR|")));
+    fn ward_messages_are_valid_hl7_with_every_vital() {
+        let patients = ward(16, 96);
+        let mut rng = StdRng::seed_from_u64(1);
+        let p = &patients[2];
+        let v = vitals(p, 96, &mut rng);
+        let msg = vitals_message(p, 1, 1_764_763_200_000, &v);
+        let parsed = aorta_hl7::parse(msg.as_bytes()).unwrap();
+        assert!(parsed.segment("OBX", 7).is_some());
+        for code in ["8867-4", "9279-1", "8310-5", "8480-6", "59408-5", "3150-0", "67775-7"] {
+            assert!(msg.contains(&format!("|{code}^")), "{code}");
+        }
+        assert!(msg.contains("|20251203120000+0000|"), "{msg}");
+        assert!(aorta_hl7::parse(admission(p, 0).as_bytes()).is_ok());
+        // At full sepsis the vitals score high on NEWS2; a stable patient scores low.
+        assert!(v.rr >= 25.0 && v.sbp <= 100.0 && v.temp >= 38.5, "{}", v.rr);
+        let s = vitals(&patients[0], 96, &mut rng);
+        assert!(s.rr <= 17.0 && s.sbp >= 110.0 && s.hr <= 90.0);
     }
 }

@@ -1,14 +1,17 @@
 //! `aorta serve`: run the configured sources, pipelines and the HTTP API against the log until
 //! SIGTERM or Ctrl-C, then stop accepting (MLLP connections and HTTP requests), let in-flight
 //! messages finish (their ACKs are sent), let each pipeline finish its round and checkpoint,
-//! and exit.
+//! and exit. `aorta demo` starts the same way.
 
 use crate::config::Config;
 use aorta_log::Log;
 use aorta_mllp::{MllpServer, MllpSourceConfig};
-use aorta_server::{Components, MllpInfo, PipelineInfo, PipelineStatus};
+use aorta_pipeline::{PipelineError, RunReport};
+use aorta_server::{AppState, Components, MllpInfo, PipelineInfo, PipelineStatus};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 pub async fn signalled() {
     let term = async {
@@ -25,7 +28,27 @@ pub async fn signalled() {
     }
 }
 
-pub async fn run(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<()> {
+type MllpTask = (JoinHandle<()>, Arc<aorta_mllp::Stats>, String);
+type PipelineTask = (String, JoinHandle<Result<RunReport, PipelineError>>);
+
+/// Everything `serve` runs.
+pub struct Running {
+    /// The (metered) log everything writes to.
+    pub log: Arc<dyn Log>,
+    /// Bound MLLP addresses, in config order.
+    pub mllp_addrs: Vec<SocketAddr>,
+    /// The API's address and state, when it runs.
+    pub api: Option<(SocketAddr, AppState)>,
+    /// Counters of what runs.
+    pub components: Components,
+    stop: watch::Sender<bool>,
+    mllp: Vec<MllpTask>,
+    pipelines: Vec<PipelineTask>,
+    api_task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Starts the MLLP sources, the pipelines and the API of `config`.
+pub async fn start(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<Running> {
     let (log, log_metrics) = aorta_server::metered::MeteredLog::wrap(log);
     let sources = if config.sources.mllp.is_empty() {
         vec![MllpSourceConfig::default()]
@@ -37,16 +60,12 @@ pub async fn run(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<()> {
         log_metrics: Some(log_metrics),
         ..Default::default()
     };
-    let mut running = Vec::new();
+    let mut mllp = Vec::new();
+    let mut mllp_addrs = Vec::new();
     for source in sources {
         let server = MllpServer::bind(source.clone(), log.clone()).await?;
-        eprintln!(
-            "MLLP listening on {} -> topic {} (rejects -> {}), {} log",
-            server.local_addr()?,
-            source.topic,
-            source.dead_letter_topic,
-            log.backend()
-        );
+        let addr = server.local_addr()?;
+        tracing::info!(%addr, topic = %source.topic, "MLLP listening");
         let stats = server.stats();
         components.mllp.push(MllpInfo {
             listen: source.listen.clone(),
@@ -54,7 +73,8 @@ pub async fn run(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<()> {
             dead_letter_topic: source.dead_letter_topic.clone(),
             stats: stats.clone(),
         });
-        running.push((
+        mllp_addrs.push(addr);
+        mllp.push((
             tokio::spawn(server.run(stopped.clone())),
             stats,
             source.listen,
@@ -75,46 +95,100 @@ pub async fn run(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<()> {
             status: status.clone(),
         });
         let run = runner.run(stopped.clone());
-        pipelines.push(tokio::spawn(async move {
-            let result = run.await;
-            *status.lock().unwrap_or_else(|e| e.into_inner()) = match &result {
-                Ok(_) => PipelineStatus::Stopped,
-                Err(e) => PipelineStatus::Failed(e.to_string()),
-            };
-            result
-        }));
+        let name = p.name.clone();
+        pipelines.push((
+            p.name.clone(),
+            tokio::spawn(async move {
+                let result = run.await;
+                if let Err(e) = &result {
+                    tracing::error!(pipeline = %name, error = %e, "pipeline stopped");
+                }
+                *status.lock().unwrap_or_else(|e| e.into_inner()) = match &result {
+                    Ok(_) => PipelineStatus::Stopped,
+                    Err(e) => PipelineStatus::Failed(e.to_string()),
+                };
+                result
+            }),
+        ));
     }
-    if !pipelines.is_empty() {
-        eprintln!("{} pipeline(s) running", pipelines.len());
-    }
-    let api = if config.server.listen.is_empty() {
-        None
+    let (api, api_task) = if config.server.listen.is_empty() {
+        (None, None)
     } else {
         let mut server_config = config.server.clone();
         server_config.alert_topics = config.alert_topics();
-        let tokens = config.tokens_path();
-        let state =
-            aorta_server::prepare(log.clone(), server_config, tokens.clone(), components).await?;
+        let state = aorta_server::prepare(
+            log.clone(),
+            server_config,
+            config.tokens_path(),
+            components.clone(),
+        )
+        .await?;
         let mut until = stopped.clone();
-        let (addr, task) = aorta_server::serve(state, async move {
+        let (addr, task) = aorta_server::serve(state.clone(), async move {
             let _ = until.wait_for(|s| *s).await;
         })
         .await?;
+        (Some((addr, state)), Some(task))
+    };
+    Ok(Running {
+        log,
+        mllp_addrs,
+        api,
+        components,
+        stop,
+        mllp,
+        pipelines,
+        api_task,
+    })
+}
+
+impl Running {
+    /// Stops accepting, drains, checkpoints; returns each pipeline's report.
+    pub async fn shutdown(self) -> anyhow::Result<Vec<(String, Result<RunReport, PipelineError>)>> {
+        self.stop.send_replace(true);
+        if let Some(task) = self.api_task {
+            task.await??;
+        }
+        for (task, _, _) in self.mllp {
+            task.await?;
+        }
+        let mut out = Vec::new();
+        for (name, task) in self.pipelines {
+            out.push((name, task.await?));
+        }
+        Ok(out)
+    }
+}
+
+pub async fn run(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<()> {
+    let running = start(log, config).await?;
+    for (addr, m) in running.mllp_addrs.iter().zip(&running.components.mllp) {
+        eprintln!(
+            "MLLP listening on {addr} -> topic {} (rejects -> {}), {} log",
+            m.topic,
+            m.dead_letter_topic,
+            running.log.backend()
+        );
+    }
+    if !running.components.pipelines.is_empty() {
+        eprintln!("{} pipeline(s) running", running.components.pipelines.len());
+    }
+    if let Some((addr, state)) = &running.api {
         eprintln!(
             "API on http://{addr} (tokens: {}; /healthz is open, everything else needs `aorta token create`)",
-            tokens.display()
+            state.tokens.path().display()
         );
-        Some(task)
-    };
+    }
     signalled().await;
     eprintln!("stopping: no new connections; finishing in-flight messages and requests");
-    stop.send_replace(true);
-    if let Some(task) = api {
-        task.await??;
-    }
-    for (task, stats, listen) in running {
-        task.await?;
-        let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let stats: Vec<_> = running
+        .mllp
+        .iter()
+        .map(|(_, s, l)| (s.clone(), l.clone()))
+        .collect();
+    let reports = running.shutdown().await?;
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    for (stats, listen) in stats {
         eprintln!(
             "MLLP {listen}: {} accepted, {} duplicates, {} rejected, {} failed, {} connections",
             n(&stats.accepted),
@@ -124,13 +198,13 @@ pub async fn run(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<()> {
             n(&stats.connections)
         );
     }
-    for (p, task) in config.pipelines.iter().zip(pipelines) {
-        match task.await? {
+    for (name, report) in reports {
+        match report {
             Ok(report) => {
-                eprintln!("pipeline {}:", p.name);
+                eprintln!("pipeline {name}:");
                 super::pipeline::print_report(&report, 0.0);
             }
-            Err(e) => eprintln!("pipeline {} had stopped: {e}", p.name),
+            Err(e) => eprintln!("pipeline {name} had stopped: {e}"),
         }
     }
     Ok(())
