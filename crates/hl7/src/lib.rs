@@ -11,6 +11,7 @@
 //! | [`stream`] | splitting a file or stream into messages; FHS/BHS/BTS/FTS batches |
 //! | [`escape`] | `\F\ \S\ \T\ \R\ \E\ \Xhh\ \.br\` decoding and encoding |
 //! | [`path`] | terser-like paths: `PID-3[2].4.2`, `OBX[3]-5` |
+//! | [`names`] | segment and field names (v2.5.1) for viewers and messages |
 //! | [`ack`] | ACK/NAK (MSA, ERR with HL7 table 0357 codes) |
 //! | [`structure`] | message-structure grammars (`ORU_R01`, `ADT_A01` …) and checking against them |
 //! | [`validate`] | strict checks (every problem with its location), MSH-18 character sets |
@@ -29,6 +30,7 @@ pub mod ack;
 pub mod delimiters;
 pub mod error;
 pub mod escape;
+pub mod names;
 pub mod message;
 pub mod path;
 pub mod samples;

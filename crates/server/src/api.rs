@@ -41,6 +41,11 @@ pub fn error_response(status: StatusCode, message: &str, fhir: bool) -> Response
 pub struct ApiError(StatusCode, String);
 
 impl ApiError {
+    /// An error with this status.
+    pub fn status(status: StatusCode, msg: impl Into<String>) -> Self {
+        ApiError(status, msg.into())
+    }
+
     fn bad(msg: impl Into<String>) -> Self {
         ApiError(StatusCode::BAD_REQUEST, msg.into())
     }
@@ -84,7 +89,8 @@ fn purpose(headers: &HeaderMap) -> Option<String> {
         .map(|s| s.chars().take(200).collect())
 }
 
-async fn audit(
+/// Writes one audit entry (durably) for `who`; fails the request when the trail is down.
+pub async fn audit_action(
     state: &AppState,
     who: &Principal,
     action: &str,
@@ -493,7 +499,7 @@ pub async fn records(
     Query(q): Query<RangeQuery>,
 ) -> ApiResult {
     let (partition, from, recs, hw) = read_range(&state, &topic, &q).await?;
-    audit(
+    audit_action(
         &state,
         &who,
         "read-records",
@@ -556,7 +562,7 @@ pub async fn dead_letters(
     let (partition, from, recs, hw) = read_range(&state, &topic, &q).await?;
     let bodies = who.role == Role::Admin;
     if bodies {
-        audit(
+        audit_action(
             &state,
             &who,
             "read-dead-letters",
@@ -667,7 +673,7 @@ pub async fn replay(
     targets.sort();
     targets.dedup();
     let offsets: Vec<String> = req.offsets.iter().map(u64::to_string).collect();
-    audit(
+    audit_action(
         &state,
         &who,
         "replay",
@@ -793,7 +799,7 @@ pub async fn alerts(
         .patient
         .as_deref()
         .map_or("all patients".to_string(), |p| format!("patient {p}"));
-    audit(
+    audit_action(
         &state,
         &who,
         "list-alerts",
@@ -839,7 +845,7 @@ pub async fn ack_alert(
         )
             .into_response());
     }
-    audit(&state, &who, "ack-alert", id.clone(), &headers).await?;
+    audit_action(&state, &who, "ack-alert", id.clone(), &headers).await?;
     let ack = json!({
         "alert_id": id,
         "patient": alert.get("patient"),

@@ -8,6 +8,7 @@
 //! | [`auth`] | bearer tokens (`aorta_<id>_<secret>`, stored as SHA-256) and the [`Role`]s |
 //! | [`audit`] | the append-only, hash-chained audit trail on its own topic, and its verification |
 //! | [`api`] | topics, records, pipelines, dead letters and replay, alerts and acks, audit |
+//! | [`console`] | the web console page, cookie sign-in, the live alert stream (SSE) and the HL7/FHIR message viewer |
 //! | [`fhir`] | FHIR R4 REST ingest: validated resources to per-type topics, the rest to a dead-letter topic |
 //! | [`metrics`] | Prometheus text exposition of every layer's counters and latency histograms |
 //! | [`metered`] | the log decorator that times durable appends |
@@ -28,6 +29,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod console;
 pub mod fhir;
 pub mod metered;
 pub mod metrics;
@@ -260,6 +262,12 @@ fn handler(id: RouteId) -> MethodRouter<AppState> {
         RouteId::FhirCreate => post(fhir::create),
         RouteId::FhirUpdate => put(fhir::update),
         RouteId::FhirBundle => post(fhir::bundle),
+        RouteId::LoginPage => get(console::login_page),
+        RouteId::Login => post(console::login),
+        RouteId::Console => get(console::page),
+        RouteId::Overview => get(console::overview),
+        RouteId::AlertStream => get(console::alert_stream),
+        RouteId::Message => get(console::message),
     }
 }
 
@@ -315,11 +323,18 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
         if spec.is_some_and(|s| s.access == Access::Public) {
             break 'answer next.run(req).await;
         }
-        let header = req
+        let bearer = req
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let principal = match state.tokens.authenticate(header) {
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        // The console's cookie stands in for the header (see `console`).
+        let cookie = bearer
+            .is_none()
+            .then(|| console::cookie_token(req.headers()))
+            .flatten();
+        let presented = bearer.or_else(|| cookie.as_ref().map(|t| format!("Bearer {t}")));
+        let principal = match state.tokens.authenticate(presented.as_deref()) {
             Ok(p) => p,
             Err(denied) => {
                 let why = match denied {
@@ -336,6 +351,13 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
                 break 'answer r;
             }
         };
+        if cookie.is_some() && method != "GET" && !req.headers().contains_key(console::CSRF_HEADER) {
+            break 'answer api::error_response(
+                StatusCode::FORBIDDEN,
+                "a request authenticated by the console cookie must carry X-Aorta-Csrf: 1",
+                fhir,
+            );
+        }
         match spec {
             Some(s) if s.access.admits(principal.role) => {}
             Some(_) => {

@@ -47,6 +47,12 @@ pub enum RouteId {
     FhirCreate,
     FhirUpdate,
     FhirBundle,
+    LoginPage,
+    Login,
+    Console,
+    Overview,
+    AlertStream,
+    Message,
 }
 
 /// One route.

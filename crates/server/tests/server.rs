@@ -109,6 +109,20 @@ impl Server {
         (status, resp.text().await.unwrap())
     }
 
+    /// Status and whether the answer asks for a bearer token; the body is not read (the alert
+    /// stream never ends).
+    async fn status_only(&self, method: &str, path: &str, role: Option<Role>, body: bool) -> (u16, bool) {
+        let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(r) = role {
+            req = req.bearer_auth(&self.tokens[&r]);
+        }
+        if body {
+            req = req.header("content-type", "application/fhir+json").body("{}");
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.headers().contains_key("www-authenticate"))
+    }
+
     async fn all(&self, topic: &str) -> Vec<aorta_log::ConsumedRecord> {
         let mut out = Vec::new();
         let Ok(d) = self.log.describe_topic(topic).await else {
@@ -132,6 +146,8 @@ impl Server {
 
 fn concrete(path: &str) -> String {
     path.replace("{topic}", "t")
+        .replace("{partition}", "0")
+        .replace("{offset}", "0")
         .replace("{id}", "x1")
         .replace("{type}", "Patient")
 }
@@ -146,24 +162,20 @@ async fn every_route_refuses_a_missing_token_and_every_role_its_policy_does_not_
     let mut checked = 0;
     for route in ROUTES {
         let path = concrete(route.path);
-        let body = (route.method != "GET").then(|| json!({}));
-        let (status, _) = s.call(route.method, &path, None, body.as_ref()).await;
+        let body = route.method != "GET";
+        let (status, asks) = s.status_only(route.method, &path, None, body).await;
         match route.access {
-            aorta_server::Access::Public => assert_ne!(status, 401, "{} {path}", route.method),
+            aorta_server::Access::Public => assert!(!asks && status != 403, "{} {path}: {status}", route.method),
             aorta_server::Access::Roles(_) => {
-                assert_eq!(status, 401, "{} {path} without a token", route.method)
+                assert!(status == 401 && asks, "{} {path} without a token: {status}", route.method)
             }
         }
         for role in Role::ALL {
-            let (status, answer) = s.call(route.method, &path, Some(role), body.as_ref()).await;
+            let (status, _) = s.status_only(route.method, &path, Some(role), body).await;
             if route.access.admits(role) {
-                assert!(
-                    status != 401 && status != 403,
-                    "{role} on {} {path}: {status} {answer}",
-                    route.method
-                );
+                assert!(status != 401 && status != 403, "{role} on {} {path}: {status}", route.method);
             } else {
-                assert_eq!(status, 403, "{role} on {} {path}: {answer}", route.method);
+                assert_eq!(status, 403, "{role} on {} {path}", route.method);
             }
             checked += 1;
         }
