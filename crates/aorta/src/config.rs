@@ -154,7 +154,9 @@ impl LogConfig {
                         "backend = \"kafka\" needs [log.kafka] bootstrap = \"host:port\" in the config, or --kafka host:port"
                     );
                 };
-                Ok(std::sync::Arc::new(aorta_kafka::KafkaLog::connect(k.clone()).await?))
+                Ok(std::sync::Arc::new(
+                    aorta_kafka::KafkaLog::connect(k.clone()).await?,
+                ))
             }
         }
     }

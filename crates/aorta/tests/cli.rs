@@ -225,25 +225,45 @@ fn a_second_process_on_the_same_data_dir_is_told_who_holds_it() {
 #[test]
 fn demo_alerts_on_every_deteriorating_patient_and_is_repeatable() {
     let a = Aorta::new();
-    let args = ["demo", "--hours", "8", "--round-ms", "30", "--api", "127.0.0.1:0"];
+    let args = [
+        "demo",
+        "--hours",
+        "8",
+        "--round-ms",
+        "30",
+        "--api",
+        "127.0.0.1:0",
+    ];
     for _ in 0..2 {
         let out = a.ok(&args, b"");
         for bed in [3, 7, 10] {
             assert!(
-                out.lines().any(|l| l.contains(&format!("bed {bed:>2}: sepsis")) && l.contains("first alert")),
+                out.lines()
+                    .any(|l| l.contains(&format!("bed {bed:>2}: sepsis"))
+                        && l.contains("first alert")),
                 "bed {bed}: {out}"
             );
         }
         assert!(out.contains("12 stable patients: 0 alerted"), "{out}");
-        assert!(out.contains("1 NEWS2 scope flag"), "the child is flagged: {out}");
-        assert!(out.contains("latency from a message's ACK to its alert"), "{out}");
+        assert!(
+            out.contains("1 NEWS2 scope flag"),
+            "the child is flagged: {out}"
+        );
+        assert!(
+            out.contains("latency from a message's ACK to its alert"),
+            "{out}"
+        );
         let acked: u64 = out
             .split(" HL7 messages ACKed AA, all ")
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .unwrap();
-        assert_eq!(acked, 16 + 16 * 32, "admissions and 32 rounds of vitals, all on the log");
+        assert_eq!(
+            acked,
+            16 + 16 * 32,
+            "admissions and 32 rounds of vitals, all on the log"
+        );
     }
 }
 

@@ -59,7 +59,9 @@ pub async fn login(State(state): State<AppState>, body: Bytes) -> Response {
                     (header::LOCATION, "/console".to_string()),
                     (
                         header::SET_COOKIE,
-                        format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200"),
+                        format!(
+                            "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200"
+                        ),
                     ),
                 ],
             )
@@ -67,7 +69,10 @@ pub async fn login(State(state): State<AppState>, body: Bytes) -> Response {
         }
         Err(_) => (
             StatusCode::UNAUTHORIZED,
-            Html(LOGIN.replace("{error}", "That token is not valid (unknown, revoked or mistyped).")),
+            Html(LOGIN.replace(
+                "{error}",
+                "That token is not valid (unknown, revoked or mistyped).",
+            )),
         )
             .into_response(),
     }
@@ -80,7 +85,11 @@ pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_string))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_string)
+        })
 }
 
 /// `GET /console`.
@@ -105,7 +114,14 @@ pub async fn alert_stream(
     Extension(who): Extension<Principal>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    audit_action(&state, &who, "stream-alerts", "all patients (live)".into(), &headers).await?;
+    audit_action(
+        &state,
+        &who,
+        "stream-alerts",
+        "all patients (live)".into(),
+        &headers,
+    )
+    .await?;
     let mut topics: Vec<(String, &'static str)> = state
         .config
         .alert_topics
@@ -121,7 +137,10 @@ pub async fn alert_stream(
         |(log, topics, mut positions, mut pending)| async move {
             loop {
                 if let Some(e) = pending.pop() {
-                    return Some((Ok::<Event, Infallible>(e), (log, topics, positions, pending)));
+                    return Some((
+                        Ok::<Event, Infallible>(e),
+                        (log, topics, positions, pending),
+                    ));
                 }
                 for (topic, kind) in &topics {
                     let d = match log.describe_topic(topic).await {
@@ -135,17 +154,26 @@ pub async fn alert_stream(
                     for p in &d.partitions {
                         let at = positions
                             .entry((topic.clone(), p.partition))
-                            .or_insert_with(|| p.high_watermark.saturating_sub(20).max(p.log_start));
+                            .or_insert_with(|| {
+                                p.high_watermark.saturating_sub(20).max(p.log_start)
+                            });
                         if *at >= p.high_watermark {
                             continue;
                         }
-                        let Ok(b) = log.read(topic, p.partition, *at, ReadOptions::default()).await else {
+                        let Ok(b) = log
+                            .read(topic, p.partition, *at, ReadOptions::default())
+                            .await
+                        else {
                             continue;
                         };
                         *at = b.next_offset(*at);
                         for r in b.records {
-                            let Ok(v) = serde_json::from_slice::<Value>(&r.record.value) else { continue };
-                            if *kind == "alert" && v.get("kind").and_then(Value::as_str) != Some("alert") {
+                            let Ok(v) = serde_json::from_slice::<Value>(&r.record.value) else {
+                                continue;
+                            };
+                            if *kind == "alert"
+                                && v.get("kind").and_then(Value::as_str) != Some("alert")
+                            {
                                 continue;
                             }
                             pending.push(Event::default().event(*kind).data(v.to_string()));
@@ -175,12 +203,30 @@ pub async fn message(
 ) -> Result<Response, ApiError> {
     let b = state
         .log
-        .read(&topic, partition, offset, ReadOptions { max_bytes: 1, max_wait: Duration::ZERO })
+        .read(
+            &topic,
+            partition,
+            offset,
+            ReadOptions {
+                max_bytes: 1,
+                max_wait: Duration::ZERO,
+            },
+        )
         .await?;
     let Some(c) = b.records.into_iter().find(|c| c.offset == offset) else {
-        return Err(ApiError::status(StatusCode::NOT_FOUND, format!("{topic}/{partition}/{offset}: no such record")));
+        return Err(ApiError::status(
+            StatusCode::NOT_FOUND,
+            format!("{topic}/{partition}/{offset}: no such record"),
+        ));
     };
-    audit_action(&state, &who, "read-message", format!("{topic}/{partition}/{offset}"), &headers).await?;
+    audit_action(
+        &state,
+        &who,
+        "read-message",
+        format!("{topic}/{partition}/{offset}"),
+        &headers,
+    )
+    .await?;
     let raw = String::from_utf8_lossy(&c.record.value).into_owned();
     let mut out = json!({
         "topic": topic, "partition": partition, "offset": offset,

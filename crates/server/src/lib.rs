@@ -351,7 +351,8 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
                 break 'answer r;
             }
         };
-        if cookie.is_some() && method != "GET" && !req.headers().contains_key(console::CSRF_HEADER) {
+        if cookie.is_some() && method != "GET" && !req.headers().contains_key(console::CSRF_HEADER)
+        {
             break 'answer api::error_response(
                 StatusCode::FORBIDDEN,
                 "a request authenticated by the console cookie must carry X-Aorta-Csrf: 1",

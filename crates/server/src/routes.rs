@@ -182,6 +182,14 @@ pub const ROUTES: &[RouteSpec] = &[
         "Re-inject selected dead letters into their source topic (or `to`). Audited.",
     ),
     r(
+        RouteId::AlertStream,
+        "GET",
+        "/api/alerts/stream",
+        Access::Roles(CLINICAL),
+        true,
+        "Alerts and acknowledgements as server-sent events (the last 20, then live). Audited.",
+    ),
+    r(
         RouteId::Alerts,
         "GET",
         "/api/alerts",
@@ -212,6 +220,46 @@ pub const ROUTES: &[RouteSpec] = &[
         Access::Roles(AUDIT),
         false,
         "Recompute the audit hash chain.",
+    ),
+    r(
+        RouteId::Message,
+        "GET",
+        "/api/messages/{topic}/{partition}/{offset}",
+        Access::Roles(ADMIN),
+        true,
+        "One record; HL7 v2 as named segments and fields with its FHIR R4 mapping. Audited.",
+    ),
+    r(
+        RouteId::Overview,
+        "GET",
+        "/api/overview",
+        Access::Roles(OPS),
+        false,
+        "Topics, pipelines and MLLP listeners in one call (the console's first tab).",
+    ),
+    r(
+        RouteId::LoginPage,
+        "GET",
+        "/login",
+        Access::Public,
+        false,
+        "The console's sign-in form (no data).",
+    ),
+    r(
+        RouteId::Login,
+        "POST",
+        "/login",
+        Access::Public,
+        false,
+        "Check a token and set it as an HttpOnly, SameSite=Strict cookie for the console.",
+    ),
+    r(
+        RouteId::Console,
+        "GET",
+        "/console",
+        Access::Roles(ANY),
+        false,
+        "The web console.",
     ),
     r(
         RouteId::FhirMetadata,
@@ -246,6 +294,72 @@ pub const ROUTES: &[RouteSpec] = &[
         "A batch or transaction Bundle.",
     ),
 ];
+
+impl RouteId {
+    /// Every route id. [`RouteId::index`] is an exhaustive match, so a new variant does not
+    /// compile until it is placed here, and the test below fails until it has a row in
+    /// [`ROUTES`].
+    pub const ALL: [RouteId; 24] = {
+        use RouteId::*;
+        [
+            Healthz,
+            Readyz,
+            Metrics,
+            OpenApi,
+            Topics,
+            Topic,
+            Records,
+            Pipelines,
+            DeadLetters,
+            Replay,
+            Alerts,
+            AckAlert,
+            Audit,
+            AuditVerify,
+            FhirMetadata,
+            FhirCreate,
+            FhirUpdate,
+            FhirBundle,
+            LoginPage,
+            Login,
+            Console,
+            Overview,
+            AlertStream,
+            Message,
+        ]
+    };
+
+    /// Position in [`RouteId::ALL`].
+    pub const fn index(self) -> usize {
+        use RouteId::*;
+        match self {
+            Healthz => 0,
+            Readyz => 1,
+            Metrics => 2,
+            OpenApi => 3,
+            Topics => 4,
+            Topic => 5,
+            Records => 6,
+            Pipelines => 7,
+            DeadLetters => 8,
+            Replay => 9,
+            Alerts => 10,
+            AckAlert => 11,
+            Audit => 12,
+            AuditVerify => 13,
+            FhirMetadata => 14,
+            FhirCreate => 15,
+            FhirUpdate => 16,
+            FhirBundle => 17,
+            LoginPage => 18,
+            Login => 19,
+            Console => 20,
+            Overview => 21,
+            AlertStream => 22,
+            Message => 23,
+        }
+    }
+}
 
 /// The spec for a method and matched path template.
 pub fn lookup(method: &str, path: &str) -> Option<&'static RouteSpec> {
@@ -294,4 +408,19 @@ pub fn openapi() -> serde_json::Value {
         "security": [{"bearer": []}],
         "paths": paths,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_id_has_exactly_one_row_in_the_table() {
+        for (i, id) in RouteId::ALL.iter().enumerate() {
+            assert_eq!(id.index(), i, "{id:?} is out of place in RouteId::ALL");
+            let rows = ROUTES.iter().filter(|r| r.id == *id).count();
+            assert_eq!(rows, 1, "{id:?} has {rows} rows in ROUTES");
+        }
+        assert_eq!(ROUTES.len(), RouteId::ALL.len());
+    }
 }

@@ -69,12 +69,21 @@ struct Patient {
 }
 
 const FAMILY: [&str; 12] = [
-    "OKAFOR", "LINDQVIST", "NAKAMURA", "DUBOIS", "SILVA", "KOWALSKI", "HASSAN", "MURPHY",
-    "ROSSI", "CHEN", "MENDES", "NOVAK",
+    "OKAFOR",
+    "LINDQVIST",
+    "NAKAMURA",
+    "DUBOIS",
+    "SILVA",
+    "KOWALSKI",
+    "HASSAN",
+    "MURPHY",
+    "ROSSI",
+    "CHEN",
+    "MENDES",
+    "NOVAK",
 ];
 const GIVEN: [&str; 12] = [
-    "ADA", "BJORN", "EMI", "LUC", "RITA", "PAWEL", "SAMIR", "NORA", "GIULIA", "WEI", "TOMAS",
-    "IVA",
+    "ADA", "BJORN", "EMI", "LUC", "RITA", "PAWEL", "SAMIR", "NORA", "GIULIA", "WEI", "TOMAS", "IVA",
 ];
 
 fn ward(n: usize, rounds: u32) -> Vec<Patient> {
@@ -87,7 +96,11 @@ fn ward(n: usize, rounds: u32) -> Vec<Patient> {
                 4 => Course::Child,
                 _ => Course::Stable,
             };
-            let year = if course == Course::Child { 2014 } else { 1940 + (i * 7 % 50) as u32 };
+            let year = if course == Course::Child {
+                2014
+            } else {
+                1940 + (i * 7 % 50) as u32
+            };
             Patient {
                 mrn: format!("W7{:05}", 10_000 + i * 37),
                 family: FAMILY[i % FAMILY.len()],
@@ -163,11 +176,16 @@ fn vitals(p: &Patient, round: u32, rng: &mut StdRng) -> Vitals {
         sbp: (124.0 - 38.0 * s + n(7.0)).round(),
         spo2: (97.5 - 6.0 * s + n(1.0)).round().min(100.0),
         fio2: if s > 0.6 { 28.0 } else { 21.0 },
-        acvpu: if s > 0.85 { "C^New confusion" } else { "A^Alert" },
+        acvpu: if s > 0.85 {
+            "C^New confusion"
+        } else {
+            "A^Alert"
+        },
         labs: match p.course {
-            Course::Sepsis(onset) if round == onset + 6 || round == onset + 14 => {
-                Some((((1.2 + 3.6 * s) * 10.0_f64).round() / 10.0, (8.0 + 9.0 * s).round()))
-            }
+            Course::Sepsis(onset) if round == onset + 6 || round == onset + 14 => Some((
+                ((1.2 + 3.6 * s) * 10.0_f64).round() / 10.0,
+                (8.0 + 9.0 * s).round(),
+            )),
             _ => None,
         },
     };
@@ -178,13 +196,20 @@ fn vitals_message(p: &Patient, seq: u64, ms: i64, v: &Vitals) -> String {
     let ts = hl7_ts(ms);
     let mut m = header("ORU^R01^ORU_R01", &format!("VS{seq:08}"), &ts);
     m += &pid(p);
-    m += &format!("OBR|1|VS{seq:08}^AGH||85353-1^Vital signs panel^LN|||{ts}|||||||||4411^ATTEND^JO^^^^DR||||||{ts}|||F\r");
+    m += &format!(
+        "OBR|1|VS{seq:08}^AGH||85353-1^Vital signs panel^LN|||{ts}|||||||||4411^ATTEND^JO^^^^DR||||||{ts}|||F\r"
+    );
     let nm = [
         ("8867-4", "Heart rate", v.hr, "/min"),
         ("9279-1", "Respiratory rate", v.rr, "/min"),
         ("8310-5", "Body temperature", v.temp, "Cel"),
         ("8480-6", "Systolic blood pressure", v.sbp, "mm[Hg]"),
-        ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", v.spo2, "%"),
+        (
+            "59408-5",
+            "Oxygen saturation in Arterial blood by Pulse oximetry",
+            v.spo2,
+            "%",
+        ),
         ("3150-0", "Inhaled oxygen concentration", v.fio2, "%"),
     ];
     let mut i = 0;
@@ -193,7 +218,10 @@ fn vitals_message(p: &Patient, seq: u64, ms: i64, v: &Vitals) -> String {
         m += &format!("OBX|{i}|NM|{code}^{name}^LN||{value}|{unit}^{unit}^UCUM|||||F|||{ts}\r");
     }
     i += 1;
-    m += &format!("OBX|{i}|CWE|67775-7^Level of responsiveness^LN||{}^L|||||F|||{ts}\r", v.acvpu);
+    m += &format!(
+        "OBX|{i}|CWE|67775-7^Level of responsiveness^LN||{}^L||||||F|||{ts}\r",
+        v.acvpu
+    );
     if let Some((lactate, wbc)) = v.labs {
         i += 1;
         m += &format!("OBX|{i}|NM|2524-7^Lactate^LN||{lactate}|mmol/L^mmol/L^UCUM|||||F|||{ts}\r");
@@ -239,7 +267,10 @@ fn explain(a: &Value) -> String {
 }
 
 pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.patients >= 10, "--patients must be at least 10 (the ward has three deteriorating patients at beds 3, 7 and 10 and a child at bed 5)");
+    anyhow::ensure!(
+        args.patients >= 10,
+        "--patients must be at least 10 (the ward has three deteriorating patients at beds 3, 7 and 10 and a child at bed 5)"
+    );
     let sepsis: Config = toml::from_str(SEPSIS_TOML)?;
     if config.log.backend == Backend::Embedded {
         let dir = config.log.embedded.data_dir.join("demo");
@@ -266,7 +297,9 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let log = running.log.clone();
     let mllp = running.mllp_addrs[0];
     println!("Aorta demo: sepsis early warning on a simulated ward ({backend} log)");
-    println!("  config: configs/sepsis.toml (MLLP {mllp} -> hl7.inbound -> sepsis-fhir -> fhir.clinical -> sepsis-alerts -> sepsis.alerts)");
+    println!(
+        "  config: configs/sepsis.toml (MLLP {mllp} -> hl7.inbound -> sepsis-fhir -> fhir.clinical -> sepsis-alerts -> sepsis.alerts)"
+    );
     if let Some((addr, state)) = &running.api {
         let (_, token) = state.tokens.create(aorta_server::Role::Admin, "demo")?;
         println!("  API: http://{addr}  (admin token for this run: {token})");
@@ -296,7 +329,15 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         let mut quiet_rounds = 0;
         loop {
             let batch = tail_log
-                .read("sepsis.alerts", 0, from, ReadOptions { max_bytes: 1 << 20, max_wait: Duration::from_millis(100) })
+                .read(
+                    "sepsis.alerts",
+                    0,
+                    from,
+                    ReadOptions {
+                        max_bytes: 1 << 20,
+                        max_wait: Duration::from_millis(100),
+                    },
+                )
                 .await;
             let batch = match batch {
                 Ok(b) => b,
@@ -323,17 +364,25 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             quiet_rounds = 0;
             from = batch.next_offset(from);
             for r in batch.records {
-                let Ok(a) = serde_json::from_slice::<Value>(&r.record.value) else { continue };
+                let Ok(a) = serde_json::from_slice::<Value>(&r.record.value) else {
+                    continue;
+                };
                 let patient = a["patient"].as_str().unwrap_or("?").to_string();
                 let time_ms = a["time_ms"].as_i64().unwrap_or(0);
-                if let Some((bed, _)) = sent.lock().unwrap_or_else(|e| e.into_inner()).get(&time_ms) {
+                if let Some((bed, _)) = sent.lock().unwrap_or_else(|e| e.into_inner()).get(&time_ms)
+                {
                     beds.insert(patient.clone(), *bed);
                 }
-                let tag = beds.get(&patient).map_or_else(|| patient.clone(), |b| format!("bed {b:>2}"));
+                let tag = beds
+                    .get(&patient)
+                    .map_or_else(|| patient.clone(), |b| format!("bed {b:>2}"));
                 match a["kind"].as_str() {
                     Some("not-applicable") => {
                         flags += 1;
-                        println!("  FLAG   {tag}: NEWS2 not applicable ({})", a["reason"].as_str().unwrap_or("out of scope"));
+                        println!(
+                            "  FLAG   {tag}: NEWS2 not applicable ({})",
+                            a["reason"].as_str().unwrap_or("out of scope")
+                        );
                     }
                     Some("alert") => {
                         let s = Seen {
@@ -344,7 +393,11 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
                             time_ms,
                             arrived: Instant::now(),
                         };
-                        let esc = if a["escalation"].as_bool() == Some(true) { " (escalation)" } else { "" };
+                        let esc = if a["escalation"].as_bool() == Some(true) {
+                            " (escalation)"
+                        } else {
+                            ""
+                        };
                         let when = aorta_fhir::datetime::format_utc_ms(s.time_ms);
                         println!(
                             "  ALERT  {} {} {tag}  {:<5} {:>2} {:<6}{esc}: {}",
@@ -370,7 +423,11 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let mut acked = 0u64;
     let send = async |client: &mut MllpClient, msg: String| -> anyhow::Result<Instant> {
         let ack = client.send(msg.as_bytes()).await?;
-        anyhow::ensure!(ack.code == "AA", "the server answered {} to a valid message", ack.code);
+        anyhow::ensure!(
+            ack.code == "AA",
+            "the server answered {} to a valid message",
+            ack.code
+        );
         Ok(Instant::now())
     };
     for p in &patients {
@@ -393,10 +450,17 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             let t = obs_time(round, p.bed);
             let at = send(&mut client, vitals_message(p, seq, t, &v)).await?;
             acked += 1;
-            sent_at.lock().unwrap_or_else(|e| e.into_inner()).insert(t, (p.bed, at));
+            sent_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(t, (p.bed, at));
         }
         if round % 16 == 15 {
-            println!("  … {} of {} hours sent ({acked} messages ACKed)", (round + 1) / 4, args.hours);
+            println!(
+                "  … {} of {} hours sent ({acked} messages ACKed)",
+                (round + 1) / 4,
+                args.hours
+            );
         }
         let spent = tick.elapsed();
         if let Some(rest) = Duration::from_millis(args.round_ms).checked_sub(spent) {
@@ -427,15 +491,26 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let (seen, flags) = tail.await?;
 
     // Check the run.
-    let stored: u64 = log.describe_topic("hl7.inbound").await?.partitions.iter().map(|p| p.high_watermark).sum();
-    anyhow::ensure!(stored == acked, "{acked} messages were ACKed but hl7.inbound holds {stored}");
+    let stored: u64 = log
+        .describe_topic("hl7.inbound")
+        .await?
+        .partitions
+        .iter()
+        .map(|p| p.high_watermark)
+        .sum();
+    anyhow::ensure!(
+        stored == acked,
+        "{acked} messages were ACKed but hl7.inbound holds {stored}"
+    );
     let sent_at = sent_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let bed_of = |t: i64| sent_at.get(&t).map(|(bed, _)| *bed);
     let mut alerted_beds: BTreeMap<usize, (String, i64)> = BTreeMap::new();
     let mut latencies: Vec<f64> = Vec::new();
     for s in &seen {
         if let Some(bed) = bed_of(s.time_ms) {
-            alerted_beds.entry(bed).or_insert((s.score.clone(), s.time_ms));
+            alerted_beds
+                .entry(bed)
+                .or_insert((s.score.clone(), s.time_ms));
             if let Some((_, at)) = sent_at.get(&s.time_ms) {
                 latencies.push(s.arrived.saturating_duration_since(*at).as_secs_f64() * 1e3);
             }
@@ -443,7 +518,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         let _ = (&s.patient, s.total, &s.band);
     }
     println!();
-    println!("Summary ({:.1} s of sending, {acked} HL7 messages ACKed AA, all {stored} on hl7.inbound)", send_s);
+    println!(
+        "Summary ({:.1} s of sending, {acked} HL7 messages ACKed AA, all {stored} on hl7.inbound)",
+        send_s
+    );
     let mut missed = Vec::new();
     let mut false_alarms = Vec::new();
     for p in &patients {
@@ -451,10 +529,19 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         match (p.course, first) {
             (Course::Sepsis(onset), Some((score, t))) => {
                 let after = (*t - obs_time(onset, p.bed)) as f64 / 3_600_000.0;
-                println!("  bed {:>2}: sepsis from ward hour {:>4.1}: first alert {} {after:.2} h after onset", p.bed, f64::from(onset) / 4.0, score.to_uppercase());
+                println!(
+                    "  bed {:>2}: sepsis from ward hour {:>4.1}: first alert {} {after:.2} h after onset",
+                    p.bed,
+                    f64::from(onset) / 4.0,
+                    score.to_uppercase()
+                );
             }
             (Course::Sepsis(onset), None) => {
-                println!("  bed {:>2}: sepsis from ward hour {:>4.1}: NO ALERT", p.bed, f64::from(onset) / 4.0);
+                println!(
+                    "  bed {:>2}: sepsis from ward hour {:>4.1}: NO ALERT",
+                    p.bed,
+                    f64::from(onset) / 4.0
+                );
                 missed.push(p.bed);
             }
             (_, Some((score, _))) => {
@@ -464,8 +551,15 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             _ => {}
         }
     }
-    let stable = patients.iter().filter(|p| p.course == Course::Stable).count();
-    println!("  {} alerts in all; {stable} stable patients: {} alerted; the child: {flags} NEWS2 scope flag(s)", seen.len(), false_alarms.len());
+    let stable = patients
+        .iter()
+        .filter(|p| p.course == Course::Stable)
+        .count();
+    println!(
+        "  {} alerts in all; {stable} stable patients: {} alerted; the child: {flags} NEWS2 scope flag(s)",
+        seen.len(),
+        false_alarms.len()
+    );
     latencies.sort_by(f64::total_cmp);
     if !latencies.is_empty() {
         let q = |f: f64| latencies[((latencies.len() - 1) as f64 * f).round() as usize];
@@ -480,9 +574,26 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     if let Some(m) = running.components.mllp.first() {
         let h = m.stats.ack_latency.snapshot();
         if let (Some(p50), Some(p99)) = (h.quantile_bound_us(0.5), h.quantile_bound_us(0.99)) {
-            println!("  MLLP ACK latency (append + fsync): p50 ≤ {:.2} ms, p99 ≤ {:.2} ms", p50 as f64 / 1e3, p99 as f64 / 1e3);
+            println!(
+                "  MLLP ACK latency (append + fsync): p50 ≤ {:.2} ms, p99 ≤ {:.2} ms",
+                p50 as f64 / 1e3,
+                p99 as f64 / 1e3
+            );
         }
     }
+    let dead: u64 = running
+        .components
+        .pipelines
+        .iter()
+        .map(|p| {
+            p.stats
+                .dead_lettered
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    println!(
+        "  dead letters: {dead} (every simulated observation is readable, so none are expected)"
+    );
     if args.stay {
         if let Some((addr, _)) = &running.api {
             println!("  serving on http://{addr} until Ctrl-C");
@@ -494,9 +605,18 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             anyhow::bail!("pipeline {name} failed: {e}");
         }
     }
-    anyhow::ensure!(missed.is_empty(), "deteriorating patients at beds {missed:?} raised no alert");
-    anyhow::ensure!(false_alarms.is_empty(), "stable patients at beds {false_alarms:?} raised alerts");
-    let _ = Arc::strong_count(&log);
+    anyhow::ensure!(
+        dead == 0,
+        "{dead} records were dead-lettered: see the *.dlq topics"
+    );
+    anyhow::ensure!(
+        missed.is_empty(),
+        "deteriorating patients at beds {missed:?} raised no alert"
+    );
+    anyhow::ensure!(
+        false_alarms.is_empty(),
+        "stable patients at beds {false_alarms:?} raised alerts"
+    );
     Ok(())
 }
 
@@ -513,10 +633,18 @@ mod tests {
         let msg = vitals_message(p, 1, 1_764_763_200_000, &v);
         let parsed = aorta_hl7::parse(msg.as_bytes()).unwrap();
         assert!(parsed.segment("OBX", 7).is_some());
-        for code in ["8867-4", "9279-1", "8310-5", "8480-6", "59408-5", "3150-0", "67775-7"] {
+        for code in [
+            "8867-4", "9279-1", "8310-5", "8480-6", "59408-5", "3150-0", "67775-7",
+        ] {
             assert!(msg.contains(&format!("|{code}^")), "{code}");
         }
         assert!(msg.contains("|20251203120000+0000|"), "{msg}");
+        // Every OBX carries its time in OBX-14 and its status in OBX-11.
+        for obx in msg.split('\r').filter(|s| s.starts_with("OBX")) {
+            let f: Vec<&str> = obx.split('|').collect();
+            assert_eq!(f[11], "F", "{obx}");
+            assert_eq!(f[14], "20251203120000+0000", "{obx}");
+        }
         assert!(aorta_hl7::parse(admission(p, 0).as_bytes()).is_ok());
         // At full sepsis the vitals score high on NEWS2; a stable patient scores low.
         assert!(v.rr >= 25.0 && v.sbp <= 100.0 && v.temp >= 38.5, "{}", v.rr);
