@@ -21,6 +21,9 @@ pub enum BenchCmd {
     Fhir(super::bench_fhir::FhirBenchArgs),
     /// Per-patient 1-minute windows over N vitals events from the log, vs DuckDB in memory.
     Pipeline(super::bench_pipeline::PipelineBenchArgs),
+    /// The sepsis job under load: vitals over MLLP -> alert latency at fixed rates, and the API
+    /// with 200 concurrent clients during ingest.
+    Sepsis(super::bench_sepsis::SepsisBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -197,6 +200,7 @@ pub async fn run(
         BenchCmd::Mllp(args) => return super::bench_mllp::run(args, data_dir).await,
         BenchCmd::Fhir(args) => return super::bench_fhir::run(args),
         BenchCmd::Pipeline(args) => return super::bench_pipeline::run(args, data_dir).await,
+        BenchCmd::Sepsis(args) => return super::bench_sepsis::run(args, data_dir).await,
     };
     anyhow::ensure!(
         args.mib > 0 && args.batch_bytes > 0,

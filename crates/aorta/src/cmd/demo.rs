@@ -51,20 +51,20 @@ pub struct DemoArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Course {
+pub(crate) enum Course {
     Stable,
     /// Sepsis developing from this round on.
     Sepsis(u32),
     Child,
 }
 
-struct Patient {
+pub(crate) struct Patient {
     mrn: String,
     family: &'static str,
     given: &'static str,
     dob: String,
     sex: &'static str,
-    bed: usize,
+    pub(crate) bed: usize,
     course: Course,
 }
 
@@ -86,7 +86,7 @@ const GIVEN: [&str; 12] = [
     "ADA", "BJORN", "EMI", "LUC", "RITA", "PAWEL", "SAMIR", "NORA", "GIULIA", "WEI", "TOMAS", "IVA",
 ];
 
-fn ward(n: usize, rounds: u32) -> Vec<Patient> {
+pub(crate) fn ward(n: usize, rounds: u32) -> Vec<Patient> {
     (0..n)
         .map(|i| {
             let course = match i {
@@ -139,7 +139,7 @@ fn pid(p: &Patient) -> String {
     )
 }
 
-fn admission(p: &Patient, ms: i64) -> String {
+pub(crate) fn admission(p: &Patient, ms: i64) -> String {
     let ts = hl7_ts(ms);
     format!(
         "{}EVN|A01|{ts}\r{}",
@@ -148,21 +148,21 @@ fn admission(p: &Patient, ms: i64) -> String {
     )
 }
 
-struct Vitals {
-    hr: f64,
-    rr: f64,
-    temp: f64,
-    sbp: f64,
-    spo2: f64,
-    fio2: f64,
-    acvpu: &'static str,
-    labs: Option<(f64, f64)>,
+pub(crate) struct Vitals {
+    pub(crate) hr: f64,
+    pub(crate) rr: f64,
+    pub(crate) temp: f64,
+    pub(crate) sbp: f64,
+    pub(crate) spo2: f64,
+    pub(crate) fio2: f64,
+    pub(crate) acvpu: &'static str,
+    pub(crate) labs: Option<(f64, f64)>,
 }
 
 /// A patient's vitals at a round: stable ranges with noise, or a sepsis course that takes
 /// about four hours from onset to full (tachycardia, tachypnoea, fever, falling BP and SpO₂,
 /// new confusion at the end, lactate and WBC drawn twice).
-fn vitals(p: &Patient, round: u32, rng: &mut StdRng) -> Vitals {
+pub(crate) fn vitals(p: &Patient, round: u32, rng: &mut StdRng) -> Vitals {
     let mut n = |spread: f64| rng.random_range(-spread..=spread);
     let s = match p.course {
         Course::Sepsis(onset) if round >= onset => (f64::from(round - onset) / 16.0).min(1.0),
@@ -192,7 +192,7 @@ fn vitals(p: &Patient, round: u32, rng: &mut StdRng) -> Vitals {
     v
 }
 
-fn vitals_message(p: &Patient, seq: u64, ms: i64, v: &Vitals) -> String {
+pub(crate) fn vitals_message(p: &Patient, seq: u64, ms: i64, v: &Vitals) -> String {
     let ts = hl7_ts(ms);
     let mut m = header("ORU^R01^ORU_R01", &format!("VS{seq:08}"), &ts);
     m += &pid(p);

@@ -6,6 +6,7 @@ pub mod bench_fhir;
 pub mod bench_kafka;
 pub mod bench_mllp;
 pub mod bench_pipeline;
+pub mod bench_sepsis;
 pub mod consume;
 pub mod demo;
 pub mod eval;
