@@ -11,6 +11,7 @@
 //! | [`console`] | the web console page, cookie sign-in, the live alert stream (SSE) and the HL7/FHIR message viewer |
 //! | [`fhir`] | FHIR R4 REST ingest: validated resources to per-type topics, the rest to a dead-letter topic |
 //! | [`metrics`] | Prometheus text exposition of every layer's counters and latency histograms |
+//! | [`tls`] | HTTPS with rustls: handshakes off the accept loop |
 //! | [`metered`] | the log decorator that times durable appends |
 //!
 //! ## Invariants
@@ -34,6 +35,7 @@ pub mod fhir;
 pub mod metered;
 pub mod metrics;
 pub mod routes;
+pub mod tls;
 
 pub use auth::{Principal, Role, TokenStore};
 pub use routes::{Access, ROUTES, RouteId, RouteSpec};
@@ -70,6 +72,8 @@ pub struct ServerConfig {
     pub max_read_records: usize,
     /// FHIR REST ingest.
     pub fhir: FhirIngestConfig,
+    /// HTTPS: `[server.tls] cert_path`, `key_path` (PEM). Default: plain HTTP.
+    pub tls: Option<aorta_mllp::tls::TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +86,7 @@ impl Default for ServerConfig {
             ack_topic: "aorta.alerts.acks".into(),
             max_read_records: 500,
             fhir: FhirIngestConfig::default(),
+            tls: None,
         }
     }
 }
@@ -123,6 +128,9 @@ pub enum ServerError {
     /// The audit topic.
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    /// The TLS certificate or key.
+    #[error(transparent)]
+    Tls(#[from] aorta_mllp::tls::TlsError),
     /// The listen address.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -299,12 +307,30 @@ pub async fn serve(
         addr: addr.clone(),
         source,
     })?;
+    let tls = match &state.config.tls {
+        Some(t) => Some(aorta_mllp::tls::server_config(t)?),
+        None => None,
+    };
     let app = router(state);
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let task = match tls {
+        Some(config) => {
+            let listener =
+                tls::TlsListener::new(listener, config).map_err(|source| ServerError::Bind {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            })
+        }
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }),
+    };
     Ok((local, task))
 }
 

@@ -864,3 +864,67 @@ async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
     };
     assert!(buckets.windows(2).all(|w| w[0].count <= w[1].count));
 }
+
+#[tokio::test]
+async fn https_serves_with_the_configured_certificate_and_refuses_plain_http() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let pem_dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        pem_dir.path().join("cert.pem"),
+        pem_dir.path().join("key.pem"),
+    );
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let config = ServerConfig {
+        tls: Some(aorta_mllp::tls::TlsConfig {
+            cert_path: cert.clone(),
+            key_path: key,
+        }),
+        ..Default::default()
+    };
+    let s = start_with(config, None, Components::default()).await;
+    let port = s.base.rsplit(':').next().unwrap().to_string();
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let r = trusting
+        .get(format!("https://localhost:{port}/api/topics"))
+        .bearer_auth(&s.tokens[&Role::Operator])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // A client that does not trust the certificate, and plain HTTP, get nothing.
+    assert!(
+        reqwest::get(format!("https://localhost:{port}/healthz"))
+            .await
+            .is_err()
+    );
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_err()
+    );
+    // A bad key path is an error naming the file, at start.
+    let bad = ServerConfig {
+        tls: Some(aorta_mllp::tls::TlsConfig {
+            cert_path: cert,
+            key_path: "/nonexistent/key.pem".into(),
+        }),
+        listen: "127.0.0.1:0".into(),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn Log> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap());
+    let state = aorta_server::prepare(log, bad, dir.path().join("t.json"), Components::default())
+        .await
+        .unwrap();
+    let err = aorta_server::serve(state, async {})
+        .await
+        .err()
+        .expect("a missing key fails the start");
+    assert!(err.to_string().contains("/nonexistent/key.pem"), "{err}");
+}

@@ -98,9 +98,27 @@ async fn phase(
                 let sick = p.bed % 10 == 0 && visit % 2 == 1;
                 let t = base_ms + i as i64 * MINUTE;
                 let v = if sick {
-                    Vitals { hr: 131.0, rr: 27.0, temp: 39.2, sbp: 88.0, spo2: 90.0, fio2: 21.0, acvpu: "A^Alert", labs: None }
+                    Vitals {
+                        hr: 131.0,
+                        rr: 27.0,
+                        temp: 39.2,
+                        sbp: 88.0,
+                        spo2: 90.0,
+                        fio2: 21.0,
+                        acvpu: "A^Alert",
+                        labs: None,
+                    }
                 } else {
-                    Vitals { hr: 72.0 + (i % 9) as f64, rr: 14.0 + (i % 3) as f64, temp: 36.8, sbp: 124.0, spo2: 97.0, fio2: 21.0, acvpu: "A^Alert", labs: None }
+                    Vitals {
+                        hr: 72.0 + (i % 9) as f64,
+                        rr: 14.0 + (i % 3) as f64,
+                        temp: 36.8,
+                        sbp: 124.0,
+                        spo2: 97.0,
+                        fio2: 21.0,
+                        acvpu: "A^Alert",
+                        labs: None,
+                    }
                 };
                 (t, vitals_message(p, i, t, &v))
             })
@@ -115,7 +133,10 @@ async fn phase(
                 anyhow::ensure!(ack.code == "AA", "ACK {}", ack.code);
                 let now = tokio::time::Instant::now();
                 lat.push((now - due).as_secs_f64() * 1e3);
-                acked.lock().unwrap_or_else(|e| e.into_inner()).insert(t, now.into_std());
+                acked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(t, now.into_std());
             }
             Ok::<_, anyhow::Error>(lat)
         }));
@@ -129,8 +150,14 @@ async fn phase(
 }
 
 pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    anyhow::ensure!(args.connections > 0 && args.patients >= 10, "--connections > 0 and --patients ≥ 10");
-    let dir = args.dir.clone().unwrap_or_else(|| data_dir.join(format!("bench-sepsis-{}", std::process::id())));
+    anyhow::ensure!(
+        args.connections > 0 && args.patients >= 10,
+        "--connections > 0 and --patients ≥ 10"
+    );
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join(format!("bench-sepsis-{}", std::process::id())));
     let remove = args.dir.is_none();
     let mut config: Config = toml::from_str(super::demo::SEPSIS_TOML)?;
     config.log.embedded.data_dir = dir.clone();
@@ -142,14 +169,21 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
     let running = super::serve::start(log, &config).await?;
     let log = running.log.clone();
     let mllp = running.mllp_addrs[0].to_string();
-    let (api_addr, state) = running.api.clone().ok_or_else(|| anyhow::anyhow!("no API"))?;
+    let (api_addr, state) = running
+        .api
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no API"))?;
     let patients = ward(args.patients, 96);
-    let planned: u64 = args.rates.iter().map(|r| r * args.seconds).sum::<u64>() + 2 * args.load_rate * args.seconds;
+    let planned: u64 = args.rates.iter().map(|r| r * args.seconds).sum::<u64>()
+        + 2 * args.load_rate * args.seconds;
     // Whole minutes: HL7 times carry seconds, and an alert's time must name its message.
-    let base_ms = (aorta_log::record::now_ms() - (planned as i64 + 10) * MINUTE).div_euclid(MINUTE) * MINUTE;
+    let base_ms =
+        (aorta_log::record::now_ms() - (planned as i64 + 10) * MINUTE).div_euclid(MINUTE) * MINUTE;
     let mut client = MllpClient::connect(&mllp, Duration::from_secs(10)).await?;
     for p in &patients {
-        client.send(admission(p, base_ms - 3_600_000).as_bytes()).await?;
+        client
+            .send(admission(p, base_ms - 3_600_000).as_bytes())
+            .await?;
     }
     drop(client);
 
@@ -158,24 +192,41 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
     let alert_lat: Arc<Mutex<Vec<f64>>> = Default::default();
     let stop = Arc::new(AtomicBool::new(false));
     let tail = {
-        let (log, acked, alert_lat, stop) = (log.clone(), acked.clone(), alert_lat.clone(), stop.clone());
+        let (log, acked, alert_lat, stop) =
+            (log.clone(), acked.clone(), alert_lat.clone(), stop.clone());
         tokio::spawn(async move {
             let mut from = 0;
             while !stop.load(Ordering::Relaxed) {
-                let Ok(b) = log.read("sepsis.alerts", 0, from, ReadOptions { max_bytes: 1 << 20, max_wait: Duration::from_millis(50) }).await else {
+                let Ok(b) = log
+                    .read(
+                        "sepsis.alerts",
+                        0,
+                        from,
+                        ReadOptions {
+                            max_bytes: 1 << 20,
+                            max_wait: Duration::from_millis(50),
+                        },
+                    )
+                    .await
+                else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
                 let now = Instant::now();
                 from = b.next_offset(from);
                 for r in b.records {
-                    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&r.record.value) else { continue };
+                    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&r.record.value) else {
+                        continue;
+                    };
                     if v["kind"] != "alert" {
                         continue;
                     }
                     let t = v["time_ms"].as_i64().unwrap_or(0);
                     if let Some(at) = acked.lock().unwrap_or_else(|e| e.into_inner()).get(&t) {
-                        alert_lat.lock().unwrap_or_else(|e| e.into_inner()).push(now.saturating_duration_since(*at).as_secs_f64() * 1e3);
+                        alert_lat
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(now.saturating_duration_since(*at).as_secs_f64() * 1e3);
                     }
                 }
             }
@@ -203,14 +254,34 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
         }
     };
 
-    println!("aorta bench sepsis: ORU^R01 vitals over MLLP -> hl7-to-fhir -> early-warning -> sepsis.alerts (embedded log, fsync always, {} connections, {} patients)", args.connections, args.patients);
-    println!("{:>12} {:>10} {:>22} {:>8} {:>26}", "offered/s", "achieved/s", "ACK p50/p99/max ms", "alerts", "ACK->alert p50/p99/max ms");
+    println!(
+        "aorta bench sepsis: ORU^R01 vitals over MLLP -> hl7-to-fhir -> early-warning -> sepsis.alerts (embedded log, fsync always, {} connections, {} patients)",
+        args.connections, args.patients
+    );
+    println!(
+        "{:>12} {:>10} {:>22} {:>8} {:>26}",
+        "offered/s", "achieved/s", "ACK p50/p99/max ms", "alerts", "ACK->alert p50/p99/max ms"
+    );
     let mut first = 0u64;
     let mut results: Vec<(String, Phase)> = Vec::new();
     let mut run_phase = async |label: String, rate: u64, clients: usize| -> anyhow::Result<Phase> {
         alert_lat.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        let load = if clients > 0 { Some(api_load(api_addr, &state, clients)?) } else { None };
-        let (acks, sent, wall) = phase(&mllp, &patients, first, rate, args.seconds, args.connections, base_ms, acked.clone()).await?;
+        let load = if clients > 0 {
+            Some(api_load(api_addr, &state, clients)?)
+        } else {
+            None
+        };
+        let (acks, sent, wall) = phase(
+            &mllp,
+            &patients,
+            first,
+            rate,
+            args.seconds,
+            args.connections,
+            base_ms,
+            acked.clone(),
+        )
+        .await?;
         first += sent;
         let behind = drain(&running).await;
         let (api_ms, sse_events) = match load {
@@ -227,7 +298,14 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
             }
             None => (Vec::new(), 0),
         };
-        let mut p = Phase { acks_ms: acks, alert_ms: alert_lat.lock().unwrap_or_else(|e| e.into_inner()).clone(), sent, wall_s: wall, api_ms, sse_events };
+        let mut p = Phase {
+            acks_ms: acks,
+            alert_ms: alert_lat.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            sent,
+            wall_s: wall,
+            api_ms,
+            sse_events,
+        };
         let (a50, a99, amax) = quantiles(&mut p.acks_ms);
         let (l50, l99, lmax) = quantiles(&mut p.alert_ms);
         println!(
@@ -236,7 +314,11 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
             format!("{a50:.2}/{a99:.2}/{amax:.1}"),
             p.alert_ms.len(),
             format!("{l50:.1}/{l99:.1}/{lmax:.1}"),
-            if behind > 0 { format!("  ({behind} records still unprocessed after 60 s)") } else { String::new() }
+            if behind > 0 {
+                format!("  ({behind} records still unprocessed after 60 s)")
+            } else {
+                String::new()
+            }
         );
         Ok(p)
     };
@@ -246,7 +328,12 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
     }
     if args.clients > 0 {
         let base = run_phase(format!("{} base", args.load_rate), args.load_rate, 0).await?;
-        let mut loaded = run_phase(format!("{} +{}c", args.load_rate, args.clients), args.load_rate, args.clients).await?;
+        let mut loaded = run_phase(
+            format!("{} +{}c", args.load_rate, args.clients),
+            args.load_rate,
+            args.clients,
+        )
+        .await?;
         let (b50, b99, _) = quantiles(&mut base.acks_ms.clone());
         let (l50, l99, _) = quantiles(&mut loaded.acks_ms.clone());
         let (p50, p99, pmax) = quantiles(&mut loaded.api_ms);
@@ -264,10 +351,18 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
             l99 / b99
         );
     }
-    if let Some(hwm) = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
-    }) {
-        println!("peak memory (VmHWM): {:.0} MiB", hwm.parse::<f64>().unwrap_or(0.0) / 1024.0);
+    if let Some(hwm) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+    {
+        println!(
+            "peak memory (VmHWM): {:.0} MiB",
+            hwm.parse::<f64>().unwrap_or(0.0) / 1024.0
+        );
     }
     stop.store(true, Ordering::Relaxed);
     tail.await?;
@@ -278,15 +373,28 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
     Ok(())
 }
 
-type Load = (Arc<AtomicBool>, Vec<tokio::task::JoinHandle<(Vec<f64>, u64)>>);
+type Load = (
+    Arc<AtomicBool>,
+    Vec<tokio::task::JoinHandle<(Vec<f64>, u64)>>,
+);
 
 /// Starts `n` API clients: every fourth holds the SSE alert stream open and counts events, the
 /// others loop over the read API and `/metrics`, timing each request.
-fn api_load(addr: std::net::SocketAddr, state: &aorta_server::AppState, n: usize) -> anyhow::Result<Load> {
-    let (_, operator) = state.tokens.create(aorta_server::Role::Operator, "bench-operator")?;
-    let (_, clinician) = state.tokens.create(aorta_server::Role::Clinician, "bench-clinician")?;
+fn api_load(
+    addr: std::net::SocketAddr,
+    state: &aorta_server::AppState,
+    n: usize,
+) -> anyhow::Result<Load> {
+    let (_, operator) = state
+        .tokens
+        .create(aorta_server::Role::Operator, "bench-operator")?;
+    let (_, clinician) = state
+        .tokens
+        .create(aorta_server::Role::Clinician, "bench-clinician")?;
     let stop = Arc::new(AtomicBool::new(false));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(n).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(n)
+        .build()?;
     let requests = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for j in 0..n {
@@ -297,24 +405,41 @@ fn api_load(addr: std::net::SocketAddr, state: &aorta_server::AppState, n: usize
             let mut lat = Vec::new();
             let mut events = 0u64;
             if j % 4 == 0 {
-                let Ok(mut resp) = http.get(format!("{base}/api/alerts/stream")).bearer_auth(&clinician).send().await else {
+                let Ok(mut resp) = http
+                    .get(format!("{base}/api/alerts/stream"))
+                    .bearer_auth(&clinician)
+                    .send()
+                    .await
+                else {
                     return (lat, 0);
                 };
                 while !stop.load(Ordering::Relaxed) {
                     match tokio::time::timeout(Duration::from_millis(200), resp.chunk()).await {
-                        Ok(Ok(Some(c))) => events += c.windows(12).filter(|w| w == b"event: alert").count() as u64,
+                        Ok(Ok(Some(c))) => {
+                            events += c.windows(12).filter(|w| w == b"event: alert").count() as u64
+                        }
                         Ok(_) => break,
                         Err(_) => {}
                     }
                 }
                 return (lat, events);
             }
-            let paths = ["/api/topics", "/api/pipelines", "/api/overview", "/metrics", "/readyz"];
+            let paths = [
+                "/api/topics",
+                "/api/pipelines",
+                "/api/overview",
+                "/metrics",
+                "/readyz",
+            ];
             let mut k = j;
             while !stop.load(Ordering::Relaxed) {
                 k += 1;
                 let t = Instant::now();
-                let ok = http.get(format!("{base}{}", paths[k % paths.len()])).bearer_auth(&operator).send().await;
+                let ok = http
+                    .get(format!("{base}{}", paths[k % paths.len()]))
+                    .bearer_auth(&operator)
+                    .send()
+                    .await;
                 if let Ok(r) = ok {
                     let _ = r.bytes().await;
                     lat.push(t.elapsed().as_secs_f64() * 1e3);
