@@ -709,7 +709,6 @@ impl Runner {
             max_bytes: self.config.max_read_bytes.max(1024),
             max_wait: Duration::ZERO,
         };
-        let mut idle_turn = 0usize;
         let mut dirty = false;
         let mut last_checkpoint = std::time::Instant::now();
         loop {
@@ -819,22 +818,28 @@ impl Runner {
                 break;
             }
             if !any {
-                // Idle: wait on one partition (in turn) for new records, or for stop.
-                let Some(tp) = keys.get(idle_turn % keys.len().max(1)) else {
+                // Idle: wait for new records, or for stop.
+                if keys.is_empty() {
                     tokio::select! {
                         _ = tokio::time::sleep(self.options.idle_wait) => {}
                         _ = stop.changed() => {}
                     }
                     continue;
-                };
-                idle_turn += 1;
-                let next = parts.get(tp).map_or(0, |r| r.next);
+                }
+                // Wait on every assigned partition at once: the first to receive a record ends
+                // the wait, so a record on any partition is picked up at once (waiting on one
+                // partition in turn delayed the others by up to `idle_wait`).
                 let wait = ReadOptions {
                     max_bytes: 1,
                     max_wait: self.options.idle_wait,
                 };
+                let log = &self.log;
+                let waits = keys.iter().map(|tp| {
+                    let next = parts.get(tp).map_or(0, |r| r.next);
+                    Box::pin(log.read(&tp.topic, tp.partition, next, wait))
+                });
                 tokio::select! {
-                    r = self.log.read(&tp.topic, tp.partition, next, wait) => { r.map_err(log_err(&self.config.name))?; }
+                    (r, _, _) = futures::future::select_all(waits) => { r.map_err(log_err(&self.config.name))?; }
                     _ = stop.changed() => {}
                 }
             }

@@ -20,8 +20,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// The cookie the console's login sets.
 pub const COOKIE: &str = "aorta_token";
@@ -107,41 +110,41 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// `GET /api/alerts/stream`: server-sent events, one `alert` event per alert record (the last
-/// 20 first, then live), `ack` events for acknowledgements, a keep-alive comment every 15 s.
-pub async fn alert_stream(
-    State(state): State<AppState>,
-    Extension(who): Extension<Principal>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    audit_action(
-        &state,
-        &who,
-        "stream-alerts",
-        "all patients (live)".into(),
-        &headers,
-    )
-    .await?;
-    let mut topics: Vec<(String, &'static str)> = state
-        .config
-        .alert_topics
-        .iter()
-        .map(|t| (t.clone(), "alert"))
-        .collect();
-    topics.push((state.config.ack_topic.clone(), "ack"));
-    let log = state.log.clone();
-    // Next offset per (topic, partition); a partition first seen starts 20 records back.
-    let positions: BTreeMap<(String, u32), u64> = BTreeMap::new();
-    let stream = futures::stream::unfold(
-        (log, topics, positions, Vec::<Event>::new()),
-        |(log, topics, mut positions, mut pending)| async move {
+/// One event of the alert stream: `(sequence, kind, JSON)`.
+pub type HubEvent = Arc<(u64, &'static str, String)>;
+
+/// Tails the alert and ack topics once for the whole process and fans the records out to every
+/// SSE client: a client costs a channel receiver, not a reader of its own. Keeps the last 20
+/// events for clients that connect later. A client too slow to keep up with the channel
+/// (1,024 events) is told how many it missed (`lagged` event) and continues.
+pub struct AlertHub {
+    tx: broadcast::Sender<HubEvent>,
+    recent: Mutex<VecDeque<HubEvent>>,
+}
+
+impl AlertHub {
+    /// Starts the tail.
+    pub fn start(state: &AppState) -> Arc<AlertHub> {
+        let (tx, _) = broadcast::channel(1024);
+        let hub = Arc::new(AlertHub {
+            tx,
+            recent: Mutex::new(VecDeque::new()),
+        });
+        let mut topics: Vec<(String, &'static str)> = state
+            .config
+            .alert_topics
+            .iter()
+            .map(|t| (t.clone(), "alert"))
+            .collect();
+        topics.push((state.config.ack_topic.clone(), "ack"));
+        let log = state.log.clone();
+        let weak = Arc::downgrade(&hub);
+        tokio::spawn(async move {
+            let mut positions: BTreeMap<(String, u32), u64> = BTreeMap::new();
+            let mut seq = 0u64;
             loop {
-                if let Some(e) = pending.pop() {
-                    return Some((
-                        Ok::<Event, Infallible>(e),
-                        (log, topics, positions, pending),
-                    ));
-                }
+                let Some(hub) = weak.upgrade() else { return };
+                let mut any = false;
                 for (topic, kind) in &topics {
                     let d = match log.describe_topic(topic).await {
                         Ok(d) => d,
@@ -176,19 +179,89 @@ pub async fn alert_stream(
                             {
                                 continue;
                             }
-                            pending.push(Event::default().event(*kind).data(v.to_string()));
+                            seq += 1;
+                            any = true;
+                            let e: HubEvent = Arc::new((seq, *kind, v.to_string()));
+                            let mut recent = hub.recent.lock().unwrap_or_else(|e| e.into_inner());
+                            recent.push_back(e.clone());
+                            if recent.len() > 20 {
+                                recent.pop_front();
+                            }
+                            drop(recent);
+                            let _ = hub.tx.send(e);
                         }
                     }
                 }
-                if pending.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                } else {
-                    pending.reverse();
+                drop(hub);
+                if !any {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
-        },
+        });
+        hub
+    }
+
+    /// The recent events and a receiver for the ones after them.
+    fn subscribe(&self) -> (Vec<HubEvent>, broadcast::Receiver<HubEvent>) {
+        let rx = self.tx.subscribe();
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        (recent, rx)
+    }
+}
+
+/// `GET /api/alerts/stream`: server-sent events, one `alert` event per alert record (the last
+/// 20 first, then live), `ack` events for acknowledgements, a keep-alive comment every 15 s.
+pub async fn alert_stream(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    audit_action(
+        &state,
+        &who,
+        "stream-alerts",
+        "all patients (live)".into(),
+        &headers,
+    )
+    .await?;
+    let hub = state
+        .alert_hub
+        .get_or_init(|| AlertHub::start(&state))
+        .clone();
+    let (recent, rx) = hub.subscribe();
+    // Events in `recent` may also arrive on `rx`: skip those by sequence.
+    let seen = recent.last().map_or(0, |e| e.0);
+    let first = futures::stream::iter(
+        recent
+            .into_iter()
+            .map(|e| Ok::<Event, Infallible>(Event::default().event(e.1).data(e.2.clone()))),
     );
-    Ok(Sse::new(stream)
+    let live = futures::stream::unfold((rx, seen, hub), |(mut rx, seen, hub)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.0 <= seen => continue,
+                Ok(e) => {
+                    let ev = Event::default().event(e.1).data(e.2.clone());
+                    return Some((Ok(ev), (rx, seen, hub)));
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let ev = Event::default()
+                        .event("lagged")
+                        .data(format!("{{\"missed\":{n}}}"));
+                    return Some((Ok(ev), (rx, seen, hub)));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures::StreamExt;
+    Ok(Sse::new(first.chain(live))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
 }

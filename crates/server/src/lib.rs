@@ -216,6 +216,8 @@ pub struct Shared {
     pub known_topics: Mutex<std::collections::HashSet<String>>,
     /// Process start.
     pub started: Instant,
+    /// The alert stream's fan-out, started by the first SSE client.
+    pub alert_hub: std::sync::OnceLock<Arc<console::AlertHub>>,
 }
 
 /// The state handed to handlers.
@@ -247,6 +249,7 @@ pub async fn prepare(
         audited: Default::default(),
         known_topics: Default::default(),
         started: Instant::now(),
+        alert_hub: std::sync::OnceLock::new(),
     }))
 }
 

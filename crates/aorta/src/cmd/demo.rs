@@ -278,8 +278,19 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             std::fs::remove_dir_all(&dir)?;
         }
         config.log.embedded.data_dir = dir;
-    } else if config.state.dir.is_none() {
-        config.state.dir = Some("./aorta-state/demo".into());
+    } else {
+        // On Kafka the topics outlive the run: the pipelines' local state starts afresh (their
+        // groups resume at the committed offsets) and the alert board reads only new alerts.
+        let dir = config
+            .state
+            .dir
+            .clone()
+            .unwrap_or_else(|| "./aorta-state".into())
+            .join("demo");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        config.state.dir = Some(dir);
     }
     config.sources = sepsis.sources;
     for s in &mut config.sources.mllp {
@@ -325,7 +336,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         let mut beds: HashMap<String, usize> = HashMap::new();
         let mut seen: Vec<Seen> = Vec::new();
         let mut flags = 0u64;
-        let mut from = 0u64;
+        let mut from = match tail_log.offsets("sepsis.alerts", 0).await {
+            Ok(o) => o.high_watermark,
+            Err(_) => 0,
+        };
         let mut quiet_rounds = 0;
         loop {
             let batch = tail_log
