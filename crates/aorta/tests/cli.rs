@@ -547,3 +547,43 @@ fn score_prints_one_explained_line_per_input_and_fails_on_bad_lines() {
     assert!(lines[2]["error"].as_str().unwrap().contains("not JSON"));
     assert_eq!(lines[3]["total"], 3);
 }
+
+#[test]
+fn demo_runs_on_kafka_twice_against_the_same_cluster() {
+    let Some(broker) = aorta_testkit::broker() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for run in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_aorta"))
+            .current_dir(dir.path())
+            .args(["--kafka", &broker.bootstrap])
+            .args([
+                "demo",
+                "--hours",
+                "8",
+                "--round-ms",
+                "30",
+                "--api",
+                "127.0.0.1:0",
+            ])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "run {run}: {said}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("(kafka log)"), "{said}");
+        for bed in [3, 7, 10] {
+            assert!(
+                said.lines()
+                    .any(|l| l.contains(&format!("bed {bed:>2}: sepsis"))
+                        && l.contains("first alert")),
+                "run {run}, bed {bed}: {said}"
+            );
+        }
+        assert!(said.contains("all 528 on hl7.inbound"), "run {run}: {said}");
+    }
+}

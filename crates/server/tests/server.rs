@@ -924,7 +924,6 @@ async fn https_serves_with_the_configured_certificate_and_refuses_plain_http() {
         .unwrap();
     let err = aorta_server::serve(state, async {})
         .await
-        .err()
-        .expect("a missing key fails the start");
+        .expect_err("a missing key fails the start");
     assert!(err.to_string().contains("/nonexistent/key.pem"), "{err}");
 }

@@ -96,7 +96,7 @@ async fn phase(
                 let i = first + k;
                 let p = &patients[(i % patients.len() as u64) as usize];
                 let visit = i / patients.len() as u64;
-                let sick = p.bed % 10 == 0 && visit % 2 == 1;
+                let sick = p.bed.is_multiple_of(10) && visit % 2 == 1;
                 let t = base_ms + i as i64 * MINUTE;
                 let v = if sick {
                     Vitals {
@@ -183,7 +183,7 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
     let mut client = MllpClient::connect(&mllp, Duration::from_secs(10)).await?;
     for p in &patients {
         client
-            .send(admission(p, base_ms - 3_600_000).as_bytes())
+            .send(admission(p, base_ms - 3_600_000, 0).as_bytes())
             .await?;
     }
     drop(client);

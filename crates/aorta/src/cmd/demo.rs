@@ -139,11 +139,14 @@ fn pid(p: &Patient) -> String {
     )
 }
 
-pub(crate) fn admission(p: &Patient, ms: i64) -> String {
+/// `run` makes control ids unique per run: an identical resend (same sender, MSH-10 and
+/// bytes) is acknowledged without being stored again, which a second run in the same minute
+/// on a Kafka topic that outlives it would otherwise be.
+pub(crate) fn admission(p: &Patient, ms: i64, run: u64) -> String {
     let ts = hl7_ts(ms);
     format!(
         "{}EVN|A01|{ts}\r{}",
-        header("ADT^A01^ADT_A01", &format!("ADM{}", p.mrn), &ts),
+        header("ADT^A01^ADT_A01", &format!("ADM{}-{run}", p.mrn), &ts),
         pid(p)
     )
 }
@@ -169,7 +172,7 @@ pub(crate) fn vitals(p: &Patient, round: u32, rng: &mut StdRng) -> Vitals {
         _ => 0.0,
     };
     let child = p.course == Course::Child;
-    let v = Vitals {
+    Vitals {
         hr: (if child { 82.0 } else { 76.0 } + 46.0 * s + n(6.0)).round(),
         rr: (if child { 18.0 } else { 15.0 } + 13.0 * s + n(1.5)).round(),
         temp: ((36.9 + 2.3 * s + n(0.3)) * 10.0).round() / 10.0,
@@ -188,8 +191,7 @@ pub(crate) fn vitals(p: &Patient, round: u32, rng: &mut StdRng) -> Vitals {
             )),
             _ => None,
         },
-    };
-    v
+    }
 }
 
 pub(crate) fn vitals_message(p: &Patient, seq: u64, ms: i64, v: &Vitals) -> String {
@@ -266,6 +268,15 @@ fn explain(a: &Value) -> String {
     parts.join(", ")
 }
 
+/// Records ever written to `hl7.inbound` (0 before it exists).
+async fn inbound_end(log: &dyn aorta_log::Log) -> anyhow::Result<u64> {
+    match log.describe_topic("hl7.inbound").await {
+        Ok(d) => Ok(d.partitions.iter().map(|p| p.high_watermark).sum()),
+        Err(aorta_log::LogError::UnknownTopic { .. }) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.patients >= 10,
@@ -305,6 +316,8 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let log = config.log.open().await?;
     let backend = log.backend();
     let running = super::serve::start(log, &config).await?;
+    // On Kafka the topic may hold earlier runs: count this run's messages from here.
+    let inbound_before = inbound_end(&*running.log).await?;
     let log = running.log.clone();
     let mllp = running.mllp_addrs[0];
     println!("Aorta demo: sepsis early warning on a simulated ward ({backend} log)");
@@ -323,6 +336,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let round_ms = 15 * 60 * 1000;
     // Whole minutes: HL7 times carry seconds, and alert times must name their message exactly.
     let t0 = (now - i64::from(rounds) * round_ms).div_euclid(60_000) * 60_000;
+    let run = (now % 1_000_000_000) as u64;
     // Each patient's observations are a few seconds apart within a round, so an alert's time
     // names the message that caused it.
     let obs_time = |round: u32, bed: usize| t0 + i64::from(round) * round_ms + bed as i64 * 1000;
@@ -445,7 +459,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         Ok(Instant::now())
     };
     for p in &patients {
-        send(&mut client, admission(p, t0 - 3_600_000)).await?;
+        send(&mut client, admission(p, t0 - 3_600_000, run)).await?;
         acked += 1;
     }
     println!(
@@ -455,7 +469,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         args.round_ms
     );
     let started = Instant::now();
-    let mut seq = 0u64;
+    let mut seq = run * 1_000_000;
     for round in 0..rounds {
         let tick = Instant::now();
         for p in &patients {
@@ -505,16 +519,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let (seen, flags) = tail.await?;
 
     // Check the run.
-    let stored: u64 = log
-        .describe_topic("hl7.inbound")
-        .await?
-        .partitions
-        .iter()
-        .map(|p| p.high_watermark)
-        .sum();
+    let stored = inbound_end(&*log).await? - inbound_before;
     anyhow::ensure!(
         stored == acked,
-        "{acked} messages were ACKed but hl7.inbound holds {stored}"
+        "{acked} messages were ACKed but hl7.inbound received {stored}"
     );
     let sent_at = sent_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let bed_of = |t: i64| sent_at.get(&t).map(|(bed, _)| *bed);
@@ -659,7 +667,7 @@ mod tests {
             assert_eq!(f[11], "F", "{obx}");
             assert_eq!(f[14], "20251203120000+0000", "{obx}");
         }
-        assert!(aorta_hl7::parse(admission(p, 0).as_bytes()).is_ok());
+        assert!(aorta_hl7::parse(admission(p, 0, 1).as_bytes()).is_ok());
         // At full sepsis the vitals score high on NEWS2; a stable patient scores low.
         assert!(v.rr >= 25.0 && v.sbp <= 100.0 && v.temp >= 38.5, "{}", v.rr);
         let s = vitals(&patients[0], 96, &mut rng);
