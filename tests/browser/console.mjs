@@ -101,6 +101,9 @@ try {
   await page.click("nav button[data-tab=overview]");
   await page.waitForSelector("#topics tbody tr[data-topic='sepsis.alerts']", { timeout: 10000 });
   seen.topics = await page.$$eval("#topics tbody tr", (rows) => rows.map((r) => r.dataset.topic));
+  await page.waitForSelector("#graph .node.step", { timeout: 10000 });
+  seen.steps = await page.$$eval("#graph .node.step", (els) => els.map((e) => e.textContent.trim()));
+  expect(seen.steps.some((t) => t.startsWith("[0] hl7-to-fhir")) && seen.steps.some((t) => t.startsWith("[0] early-warning")), "per-operator counters in the graph: " + seen.steps);
   expect(seen.topics.includes("hl7.inbound") && seen.topics.includes("fhir.clinical"), "topics listed: " + seen.topics);
   if (shots) await page.screenshot({ path: shots + "/console-overview.png", fullPage: true });
 

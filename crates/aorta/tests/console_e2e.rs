@@ -109,6 +109,16 @@ async fn console_shows_a_live_alert_acks_it_and_replays_a_dead_letter() {
         .unwrap();
     let said = String::from_utf8_lossy(&browser.stdout).into_owned();
     let errs = String::from_utf8_lossy(&browser.stderr).into_owned();
+    // Per-operator counters in /metrics: the two ORUs went through hl7-to-fhir.
+    let metrics = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
     let exited = server.wait().unwrap();
     assert!(
@@ -118,6 +128,21 @@ async fn console_shows_a_live_alert_acks_it_and_replays_a_dead_letter() {
     );
     assert!(exited.success());
     let seen: serde_json::Value = serde_json::from_str(said.trim()).unwrap();
+    let hl7_in = r#"aorta_operator_records_total{pipeline="sepsis-fhir",step="0",op="hl7-to-fhir",kind="in"}"#;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(hl7_in))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(line.rsplit(' ').next(), Some("2"), "{line}");
+    let ew_errors = r#"aorta_operator_records_total{pipeline="sepsis-alerts",step="0",op="early-warning",kind="errors"}"#;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(ew_errors))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(
+        line.ends_with(" 1") || line.ends_with(" 2"),
+        "the HR of 400 (and its replay): {line}"
+    );
     eprintln!("console saw: {seen}");
     assert!(shots.join("console-alerts.png").exists());
 

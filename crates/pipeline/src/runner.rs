@@ -77,6 +77,29 @@ pub struct PipelineStats {
     pub suppressed: AtomicU64,
     /// Checkpoints taken.
     pub checkpoints: AtomicU64,
+    /// Per step (kind and counters, summed over this worker's partitions), updated after every
+    /// round. A partition that moves to another worker takes its counts with it.
+    pub steps: std::sync::Mutex<Vec<(String, crate::ops::OpCounters)>>,
+}
+
+/// Each step's counters summed over the partitions this worker runs.
+fn step_counters(
+    parts: &BTreeMap<TopicPartition, PartitionRun>,
+) -> Vec<(String, crate::ops::OpCounters)> {
+    let mut steps: Vec<(String, crate::ops::OpCounters)> = Vec::new();
+    for run in parts.values() {
+        for (i, (kind, c)) in run.chain.counters().into_iter().enumerate() {
+            if steps.len() <= i {
+                steps.push((kind.to_string(), Default::default()));
+            }
+            let s = &mut steps[i].1;
+            s.input += c.input;
+            s.output += c.output;
+            s.dropped += c.dropped;
+            s.errors += c.errors;
+        }
+    }
+    steps
 }
 
 /// What a finished run did.
@@ -806,6 +829,7 @@ impl Runner {
             if any || finished {
                 self.write(produced).await?;
                 dirty = true;
+                *self.stats.steps.lock().unwrap_or_else(|e| e.into_inner()) = step_counters(&parts);
             }
             let due = last_checkpoint.elapsed().as_millis() as i64
                 >= self.config.checkpoint_interval.ms();
@@ -844,19 +868,7 @@ impl Runner {
                 }
             }
         }
-        let mut steps: Vec<(String, crate::ops::OpCounters)> = Vec::new();
-        for run in parts.values() {
-            for (i, (kind, c)) in run.chain.counters().into_iter().enumerate() {
-                if steps.len() <= i {
-                    steps.push((kind.to_string(), Default::default()));
-                }
-                let s = &mut steps[i].1;
-                s.input += c.input;
-                s.output += c.output;
-                s.dropped += c.dropped;
-                s.errors += c.errors;
-            }
-        }
+        let steps = step_counters(&parts);
         Ok(RunReport {
             input: self.stats.input.load(Ordering::Relaxed),
             output: self.stats.output.load(Ordering::Relaxed),

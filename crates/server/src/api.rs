@@ -239,6 +239,28 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             &l,
             n(&s.checkpoints),
         );
+        let steps = s.steps.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for (i, (kind, c)) in steps.iter().enumerate() {
+            let step = i.to_string();
+            for (what, v) in [
+                ("in", c.input),
+                ("out", c.output),
+                ("dropped", c.dropped),
+                ("errors", c.errors),
+            ] {
+                x.counter(
+                    "aorta_operator_records_total",
+                    "Events per pipeline step: in, out, dropped on purpose, dead-lettered (errors).",
+                    &[
+                        ("pipeline", p.name.as_str()),
+                        ("step", step.as_str()),
+                        ("op", kind.as_str()),
+                        ("kind", what),
+                    ],
+                    v,
+                );
+            }
+        }
         let up = matches!(
             *p.status.lock().unwrap_or_else(|e| e.into_inner()),
             PipelineStatus::Running
