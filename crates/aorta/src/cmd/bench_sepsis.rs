@@ -50,15 +50,6 @@ pub struct SepsisBenchArgs {
     pub dir: Option<std::path::PathBuf>,
 }
 
-fn quantiles(v: &mut [f64]) -> (f64, f64, f64) {
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN, f64::NAN);
-    }
-    v.sort_by(f64::total_cmp);
-    let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
-    (q(0.5), q(0.99), v[v.len() - 1])
-}
-
 const MINUTE: i64 = 60_000;
 
 struct Phase {
@@ -233,28 +224,6 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
             }
         })
     };
-    let drain = async |running: &super::serve::Running| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut behind = 0;
-            for p in &running.components.pipelines {
-                let input = p.stats.input.load(Ordering::Relaxed);
-                let mut end = 0;
-                for t in &p.from {
-                    if let Ok(d) = running.log.describe_topic(t).await {
-                        end += d.partitions.iter().map(|x| x.high_watermark).sum::<u64>();
-                    }
-                }
-                behind += end.saturating_sub(input);
-            }
-            if behind == 0 || Instant::now() > deadline {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                return behind;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-
     println!(
         "aorta bench sepsis: ORU^R01 vitals over MLLP -> hl7-to-fhir -> early-warning -> sepsis.alerts (embedded log, fsync always, {} connections, {} patients)",
         args.connections, args.patients
@@ -284,7 +253,8 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
         )
         .await?;
         first += sent;
-        let behind = drain(&running).await;
+        let behind = running.drain(Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let (api_ms, sse_events) = match load {
             Some((stop, tasks)) => {
                 stop.store(true, Ordering::Relaxed);
@@ -307,8 +277,8 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
             api_ms,
             sse_events,
         };
-        let (a50, a99, amax) = quantiles(&mut p.acks_ms);
-        let (l50, l99, lmax) = quantiles(&mut p.alert_ms);
+        let (a50, a99, amax) = super::quantiles(&mut p.acks_ms);
+        let (l50, l99, lmax) = super::quantiles(&mut p.alert_ms);
         println!(
             "{label:>12} {:>10.0} {:>22} {:>8} {:>26}{}",
             p.sent as f64 / p.wall_s,
@@ -335,9 +305,9 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
             args.clients,
         )
         .await?;
-        let (b50, b99, _) = quantiles(&mut base.acks_ms.clone());
-        let (l50, l99, _) = quantiles(&mut loaded.acks_ms.clone());
-        let (p50, p99, pmax) = quantiles(&mut loaded.api_ms);
+        let (b50, b99, _) = super::quantiles(&mut base.acks_ms.clone());
+        let (l50, l99, _) = super::quantiles(&mut loaded.acks_ms.clone());
+        let (p50, p99, pmax) = super::quantiles(&mut loaded.api_ms);
         println!(
             "load test: {} API clients ({} on the SSE alert stream) during {} msg/s ingest: {} API requests, p50 {p50:.1} ms, p99 {p99:.1} ms, max {pmax:.1} ms; {} SSE events delivered",
             args.clients,

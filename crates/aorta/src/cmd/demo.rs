@@ -497,24 +497,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     }
     let send_s = started.elapsed().as_secs_f64();
     // Let the pipelines drain, then stop the tail.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut behind = 0;
-        for p in &running.components.pipelines {
-            let input = p.stats.input.load(std::sync::atomic::Ordering::Relaxed);
-            let mut end = 0;
-            for t in &p.from {
-                if let Ok(d) = log.describe_topic(t).await {
-                    end += d.partitions.iter().map(|x| x.high_watermark).sum::<u64>();
-                }
-            }
-            behind += end.saturating_sub(input);
-        }
-        if behind == 0 || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    running.drain(Duration::from_secs(30)).await;
     done_tx.send_replace(true);
     let (seen, flags) = tail.await?;
 
@@ -582,14 +565,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         seen.len(),
         false_alarms.len()
     );
-    latencies.sort_by(f64::total_cmp);
     if !latencies.is_empty() {
-        let q = |f: f64| latencies[((latencies.len() - 1) as f64 * f).round() as usize];
+        let (p50, p99, max) = super::quantiles(&mut latencies);
         println!(
-            "  latency from a message's ACK to its alert on sepsis.alerts: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} alerts)",
-            q(0.5),
-            q(0.99),
-            latencies[latencies.len() - 1],
+            "  latency from a message's ACK to its alert on sepsis.alerts: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({} alerts)",
             latencies.len()
         );
     }

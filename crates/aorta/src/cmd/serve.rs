@@ -143,6 +143,44 @@ pub async fn start(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<Running
 }
 
 impl Running {
+    /// Records the pipelines have not processed yet: per source partition, its end minus the
+    /// pipeline group's committed offset (committed at every checkpoint, which a caught-up
+    /// pipeline takes when it goes idle).
+    pub async fn backlog(&self) -> u64 {
+        let mut behind = 0;
+        for p in &self.components.pipelines {
+            for topic in &p.from {
+                let Ok(d) = self.log.describe_topic(topic).await else {
+                    continue;
+                };
+                for part in &d.partitions {
+                    let tp = aorta_log::TopicPartition {
+                        topic: topic.clone(),
+                        partition: part.partition,
+                    };
+                    let done = match self.log.committed(&p.group, &tp).await {
+                        Ok(Some(c)) => c,
+                        _ => part.log_start,
+                    };
+                    behind += part.high_watermark.saturating_sub(done);
+                }
+            }
+        }
+        behind
+    }
+
+    /// Waits until the pipelines have caught up, or `limit` passes; returns what is left.
+    pub async fn drain(&self, limit: std::time::Duration) -> u64 {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let behind = self.backlog().await;
+            if behind == 0 || std::time::Instant::now() > deadline {
+                return behind;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops accepting, drains, checkpoints; returns each pipeline's report.
     pub async fn shutdown(self) -> anyhow::Result<Vec<(String, Result<RunReport, PipelineError>)>> {
         self.stop.send_replace(true);
