@@ -5,18 +5,10 @@
 
 use aorta_log::conformance::read_partition;
 use aorta_log::{EmbeddedConfig, EmbeddedLog, Log, Record, TopicConfig};
-use std::net::TcpListener;
+use aorta_testkit::free_port;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn aorta(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aorta"))

@@ -222,6 +222,17 @@ fn a_second_process_on_the_same_data_dir_is_told_who_holds_it() {
     assert!(e.contains("--data-dir"), "{e}");
 }
 
+/// The demo's summary names a first alert for each of the three septic beds.
+fn every_septic_bed_alerted(out: &str) {
+    for bed in [3, 7, 10] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("bed {bed:>2}: sepsis")) && l.contains("first alert")),
+            "bed {bed}: {out}"
+        );
+    }
+}
+
 #[test]
 fn demo_alerts_on_every_deteriorating_patient_and_is_repeatable() {
     let a = Aorta::new();
@@ -236,14 +247,7 @@ fn demo_alerts_on_every_deteriorating_patient_and_is_repeatable() {
     ];
     for _ in 0..2 {
         let out = a.ok(&args, b"");
-        for bed in [3, 7, 10] {
-            assert!(
-                out.lines()
-                    .any(|l| l.contains(&format!("bed {bed:>2}: sepsis"))
-                        && l.contains("first alert")),
-                "bed {bed}: {out}"
-            );
-        }
+        every_septic_bed_alerted(&out);
         assert!(out.contains("12 stable patients: 0 alerted"), "{out}");
         assert!(
             out.contains("1 NEWS2 scope flag"),
@@ -576,14 +580,7 @@ fn demo_runs_on_kafka_twice_against_the_same_cluster() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(said.contains("(kafka log)"), "{said}");
-        for bed in [3, 7, 10] {
-            assert!(
-                said.lines()
-                    .any(|l| l.contains(&format!("bed {bed:>2}: sepsis"))
-                        && l.contains("first alert")),
-                "run {run}, bed {bed}: {said}"
-            );
-        }
+        every_septic_bed_alerted(&said);
         assert!(said.contains("all 528 on hl7.inbound"), "run {run}: {said}");
     }
 }

@@ -11,18 +11,10 @@
 
 use aorta_log::conformance::read_partition;
 use aorta_log::{EmbeddedConfig, EmbeddedLog, Log};
-use std::net::TcpListener;
+use aorta_testkit::free_port;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

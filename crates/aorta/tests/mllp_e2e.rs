@@ -4,20 +4,12 @@
 
 use aorta_log::conformance::read_partition;
 use aorta_log::{EmbeddedConfig, EmbeddedLog};
+use aorta_testkit::free_port;
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Starts `aorta serve` on a fresh data dir; returns the process and its MLLP address.
 fn serve(dir: &Path) -> (Child, String) {

@@ -209,36 +209,35 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     for p in &state.components.pipelines {
         let l = [("pipeline", p.name.as_str())];
         let s = &p.stats;
-        x.counter(
-            "aorta_pipeline_records_in_total",
-            "Records a pipeline read.",
-            &l,
-            n(&s.input),
-        );
-        x.counter(
-            "aorta_pipeline_records_out_total",
-            "Records a pipeline wrote to sinks and topics.",
-            &l,
-            n(&s.output),
-        );
-        x.counter(
-            "aorta_pipeline_dead_lettered_total",
-            "Records a pipeline dead-lettered.",
-            &l,
-            n(&s.dead_lettered),
-        );
-        x.counter(
-            "aorta_pipeline_suppressed_total",
-            "Outputs not written again after a restart.",
-            &l,
-            n(&s.suppressed),
-        );
-        x.counter(
-            "aorta_pipeline_checkpoints_total",
-            "Checkpoints taken.",
-            &l,
-            n(&s.checkpoints),
-        );
+        for (name, help, v) in [
+            (
+                "aorta_pipeline_records_in_total",
+                "Records a pipeline read.",
+                &s.input,
+            ),
+            (
+                "aorta_pipeline_records_out_total",
+                "Records a pipeline wrote to sinks and topics.",
+                &s.output,
+            ),
+            (
+                "aorta_pipeline_dead_lettered_total",
+                "Records a pipeline dead-lettered.",
+                &s.dead_lettered,
+            ),
+            (
+                "aorta_pipeline_suppressed_total",
+                "Outputs not written again after a restart.",
+                &s.suppressed,
+            ),
+            (
+                "aorta_pipeline_checkpoints_total",
+                "Checkpoints taken.",
+                &s.checkpoints,
+            ),
+        ] {
+            x.counter(name, help, &l, n(v));
+        }
         let steps = s.steps.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for (i, (kind, c)) in steps.iter().enumerate() {
             let step = i.to_string();
@@ -602,6 +601,33 @@ pub async fn dead_letters(
     .into_response())
 }
 
+/// The record at one offset, or 404 naming the partition's range.
+pub async fn read_one(
+    state: &AppState,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+) -> Result<ConsumedRecord, ApiError> {
+    let one = ReadOptions {
+        max_bytes: 1,
+        max_wait: Duration::ZERO,
+    };
+    let batch = state.log.read(topic, partition, offset, one).await?;
+    let (start, end) = (batch.log_start, batch.high_watermark);
+    batch
+        .records
+        .into_iter()
+        .find(|c| c.offset == offset)
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "{topic}/{partition}/{offset}: no such record (log start {start}, end {end})"
+                ),
+            )
+        })
+}
+
 /// `POST /api/dead-letters/{topic}/replay` body.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -642,27 +668,7 @@ pub async fn replay(
     // Read and check everything first: a replay either re-injects all selected records or none.
     let mut plan: Vec<(String, u64, Record)> = Vec::new();
     for &offset in &req.offsets {
-        let batch = state
-            .log
-            .read(
-                &topic,
-                req.partition,
-                offset,
-                ReadOptions {
-                    max_bytes: 1,
-                    max_wait: Duration::ZERO,
-                },
-            )
-            .await?;
-        let Some(c) = batch.records.into_iter().find(|c| c.offset == offset) else {
-            return Err(ApiError(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "{topic}/{}/{offset}: no such record (log start {}, end {})",
-                    req.partition, batch.log_start, batch.high_watermark
-                ),
-            ));
-        };
+        let c = read_one(&state, &topic, req.partition, offset).await?;
         let lineage_topic = c
             .record
             .headers

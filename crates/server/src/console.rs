@@ -274,24 +274,7 @@ pub async fn message(
     headers: HeaderMap,
     Path((topic, partition, offset)): Path<(String, u32, u64)>,
 ) -> Result<Response, ApiError> {
-    let b = state
-        .log
-        .read(
-            &topic,
-            partition,
-            offset,
-            ReadOptions {
-                max_bytes: 1,
-                max_wait: Duration::ZERO,
-            },
-        )
-        .await?;
-    let Some(c) = b.records.into_iter().find(|c| c.offset == offset) else {
-        return Err(ApiError::status(
-            StatusCode::NOT_FOUND,
-            format!("{topic}/{partition}/{offset}: no such record"),
-        ));
-    };
+    let c = crate::api::read_one(&state, &topic, partition, offset).await?;
     audit_action(
         &state,
         &who,

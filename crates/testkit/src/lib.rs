@@ -34,6 +34,15 @@ fn binary() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// A loopback port that was free a moment ago (for a child process to listen on).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Starts a broker, or returns `None` (after saying so loudly) when none is installed outside CI.
 pub fn broker() -> Option<Broker> {
     let Some(bin) = binary() else {
@@ -44,11 +53,7 @@ pub fn broker() -> Option<Broker> {
         eprintln!("SKIPPED (not in CI): {msg}");
         return None;
     };
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("tcp://127.0.0.1:{port}");
     let child = Command::new(&bin)
         .args([
