@@ -8,6 +8,7 @@
 //! | [`news2`] | NEWS2 total, sub-scores, clinical-risk band | Royal College of Physicians, *National Early Warning Score (NEWS) 2*, December 2017, Chart 1 and Chart 4 |
 //! | [`qsofa`] | qSOFA (0–3, positive at ≥ 2) | Singer et al., Sepsis-3, *JAMA* 2016;315(8):801–810; Seymour et al., *JAMA* 2016;315(8):762–774 |
 //! | [`sirs`] | SIRS criteria (0–4, positive at ≥ 2) | Bone et al., ACCP/SCCM Consensus Conference, *Chest* 1992;101:1644–1655 |
+//! | [`elr`] | electronic lab reporting: the ELR rules (named, error or warning), result normalisation (SNOMED), jurisdiction | HL7 v2.5.1 ELR IG R1; NIST COVID-19 ELR profiles; HHS CARES Act §18115 guidance (2020) |
 //! | [`surveillance`] | per-patient latest values (LOINC list, staleness), the three scores on every change, alerts with suppression and escalation | the above |
 //!
 //! ## Invariants
@@ -21,9 +22,11 @@
 //!   charts' resolution is stated in each module.
 //!
 //! ## Must not depend on
-//! The log, pipelines, I/O or async runtimes: numbers in, explained scores out. Staleness
+//! The log, pipelines, I/O or async runtimes: numbers (or, for [`elr`], a parsed HL7 v2
+//! message from `aorta-hl7`, itself pure) in, explained scores and findings out. Staleness
 //! (how old a value may be) belongs to the caller that keeps the latest values.
 
+pub mod elr;
 pub mod news2;
 pub mod qsofa;
 pub mod sirs;

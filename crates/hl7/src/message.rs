@@ -143,7 +143,7 @@ impl<'a> Message<'a> {
     }
 
     /// Checks what every receiver needs from MSH to interpret a message: MSH-9 with a message
-    /// type and trigger event, and an HL7 v2 version in MSH-12 (2.1 to 2.9.x). Source: HL7
+    /// type and trigger event, and an HL7 v2 version in MSH-12 (2.1 to 2.9.x, or a local variant such as `2.3.z`). Source: HL7
     /// v2.5.1 Chapter 2, MSH segment definition (2.15.9). (MSH-10, needed to acknowledge, is
     /// the MLLP receiver's check.)
     pub fn validate_header(&self) -> Result<(), ParseError> {
@@ -185,9 +185,16 @@ impl<'a> Message<'a> {
             && version.starts_with(b"2.")
             && version[2].is_ascii_digit()
             && version[2] != b'0'
-            && version[3..]
-                .iter()
-                .all(|c| c.is_ascii_digit() || *c == b'.');
+            && {
+                // `2.5.1`, and local variants marked by a final letter part (`2.3.z`, used by
+                // state ELR feeds).
+                let parts: Vec<&[u8]> = version[2..].split(|c| *c == b'.').collect();
+                let last = parts.len() - 1;
+                parts.iter().enumerate().all(|(i, p)| {
+                    (!p.is_empty() && p.iter().all(u8::is_ascii_digit))
+                        || (i == last && i > 0 && p.len() == 1 && p[0].is_ascii_alphabetic())
+                })
+            };
         if !known {
             return Err(fail(
                 12,
