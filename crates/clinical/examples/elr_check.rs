@@ -17,7 +17,10 @@ fn main() {
                 "{name}#{i} jur={:?} results={} errors={:?} warnings={:?}",
                 r.jurisdiction,
                 r.results.len(),
-                r.errors.iter().map(|f| format!("{}@{}", f.rule, f.location)).collect::<Vec<_>>(),
+                r.errors
+                    .iter()
+                    .map(|f| format!("{}@{}", f.rule, f.location))
+                    .collect::<Vec<_>>(),
                 r.warned_rules()
             );
         }

@@ -84,7 +84,10 @@ const fn w(id: &'static str, summary: &'static str) -> Rule {
 
 /// Every rule, in the order they are checked.
 pub const RULES: &[Rule] = &[
-    e("hl7-parse", "the bytes are an HL7 v2 message with a valid MSH header"),
+    e(
+        "hl7-parse",
+        "the bytes are an HL7 v2 message with a valid MSH header",
+    ),
     e("msh-9-message-type", "MSH-9 is ORU^R01"),
     e("msh-10-control-id", "MSH-10 (message control id) is valued"),
     e(
@@ -124,7 +127,10 @@ pub const RULES: &[Rule] = &[
         "pid-11-address",
         "PID-11 has a state or a ZIP code (the jurisdiction is the state)",
     ),
-    e("obr-present", "the message has at least one OBR with a result"),
+    e(
+        "obr-present",
+        "the message has at least one OBR with a result",
+    ),
     e(
         "result-loinc",
         "each result has a LOINC test code (OBX-3, or its order's OBR-4)",
@@ -161,8 +167,14 @@ pub const RULES: &[Rule] = &[
         "performing-lab-clia",
         "a performing laboratory identified as CLIA has a CLIA-shaped id (two digits, D or Z, seven digits)",
     ),
-    w("hhs-02-device", "HHS 2: device identifier (OBX-17 or OBX-18)"),
-    w("hhs-04-result-date", "HHS 4: test result date (OBX-19 or OBR-22)"),
+    w(
+        "hhs-02-device",
+        "HHS 2: device identifier (OBX-17 or OBX-18)",
+    ),
+    w(
+        "hhs-04-result-date",
+        "HHS 4: test result date (OBX-19 or OBR-22)",
+    ),
     w(
         "hhs-05-specimen-id",
         "HHS 5: accession number / specimen id (SPM-2 or OBR-3)",
@@ -170,8 +182,14 @@ pub const RULES: &[Rule] = &[
     w("hhs-07-race", "HHS 7: patient race (PID-10)"),
     w("hhs-08-ethnicity", "HHS 8: patient ethnicity (PID-22)"),
     w("hhs-09-sex", "HHS 9: patient sex (PID-8)"),
-    w("hhs-10-zip", "HHS 10: patient residence ZIP code (PID-11.5)"),
-    w("hhs-11-county", "HHS 11: patient residence county (PID-11.9)"),
+    w(
+        "hhs-10-zip",
+        "HHS 10: patient residence ZIP code (PID-11.5)",
+    ),
+    w(
+        "hhs-11-county",
+        "HHS 11: patient residence county (PID-11.9)",
+    ),
     w(
         "hhs-12-ordering-provider",
         "HHS 12: ordering provider name and NPI (ORC-12 or OBR-16)",
@@ -184,7 +202,10 @@ pub const RULES: &[Rule] = &[
         "hhs-15-performing-zip",
         "HHS 15: performing facility ZIP code (OBX-24.5)",
     ),
-    w("hhs-17-order-date", "HHS 17: date test ordered (ORC-15 or OBR-6)"),
+    w(
+        "hhs-17-order-date",
+        "HHS 17: date test ordered (ORC-15 or OBR-6)",
+    ),
 ];
 
 /// Looks a rule up by id.
@@ -195,34 +216,34 @@ pub fn rule(id: &str) -> Option<&'static Rule> {
 /// LOINC codes of ask-at-order-entry questions (HHS guidance, LIVD AOE list): answers about
 /// the patient, never results to count.
 pub const AOE_LOINC: &[&str] = &[
-    "95417-2",  // first test for condition of interest
-    "95418-0",  // employed in a healthcare setting
-    "95419-8",  // has symptoms related to condition of interest
-    "65222-2",  // date of symptom onset
-    "11368-8",  // illness or injury onset date and time
-    "77974-4",  // hospitalized for condition of interest
-    "95420-6",  // admitted to ICU for condition of interest
-    "95421-4",  // resides in a congregate care setting
-    "82810-3",  // pregnancy status
-    "35659-2",  // age at specimen collection
-    "30525-0",  // age
-    "21612-7",  // age, reported
-    "76691-5",  // gender identity
-    "95416-4",  // ordering provider's role (HHS extension)
-    "67098-4",  // reason for test or procedure
-    "75325-1",  // symptom
-    "11449-6",  // pregnancy status (older code)
-    "56816-2",  // patient location
+    "95417-2", // first test for condition of interest
+    "95418-0", // employed in a healthcare setting
+    "95419-8", // has symptoms related to condition of interest
+    "65222-2", // date of symptom onset
+    "11368-8", // illness or injury onset date and time
+    "77974-4", // hospitalized for condition of interest
+    "95420-6", // admitted to ICU for condition of interest
+    "95421-4", // resides in a congregate care setting
+    "82810-3", // pregnancy status
+    "35659-2", // age at specimen collection
+    "30525-0", // age
+    "21612-7", // age, reported
+    "76691-5", // gender identity
+    "95416-4", // ordering provider's role (HHS extension)
+    "67098-4", // reason for test or procedure
+    "75325-1", // symptom
+    "11449-6", // pregnancy status (older code)
+    "56816-2", // patient location
 ];
 
 const AGE_LOINC: &[&str] = &["35659-2", "30525-0", "21612-7"];
 
 /// Postal codes of US jurisdictions that receive ELR: the 50 states, DC and the territories.
 pub const JURISDICTIONS: &[&str] = &[
-    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
-    "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ",
-    "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT",
-    "VA", "WA", "WV", "WI", "WY", "DC", "PR", "VI", "GU", "AS", "MP",
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS",
+    "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY",
+    "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV",
+    "WI", "WY", "DC", "PR", "VI", "GU", "AS", "MP",
 ];
 
 /// A result's meaning, normalised across SNOMED codes and free-text values.
@@ -355,7 +376,12 @@ impl ElrReport {
         ids(&self.warnings)
     }
 
-    fn fail(&mut self, rule: &'static str, location: impl Into<String>, message: impl Into<String>) {
+    fn fail(
+        &mut self,
+        rule: &'static str,
+        location: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         debug_assert!(self::rule(rule).is_some(), "unknown ELR rule {rule}");
         let f = Finding {
             rule,
@@ -419,9 +445,7 @@ pub fn check(msg: &Message<'_>) -> ElrReport {
     // Message header.
     r.control_id = v(&msh, 10, 1).unwrap_or_default();
     r.version = v(&msh, 12, 1).unwrap_or_default();
-    r.facility = v(&msh, 4, 2)
-        .or_else(|| v(&msh, 4, 1))
-        .unwrap_or_default();
+    r.facility = v(&msh, 4, 2).or_else(|| v(&msh, 4, 1)).unwrap_or_default();
     r.profile = v(&msh, 21, 1);
     let (t1, t2) = (v(&msh, 9, 1), v(&msh, 9, 2));
     if t1.as_deref() != Some("ORU") || t2.as_deref() != Some("R01") {
@@ -462,8 +486,14 @@ pub fn check(msg: &Message<'_>) -> ElrReport {
     }
     if let Some(f) = msh.field(21).filter(|f| !f.raw().is_empty()) {
         let lab_report = f.repetitions().any(|rep| {
-            let id = rep.component(1).map(|c| text(c.raw(), &d)).unwrap_or_default();
-            let oid = rep.component(3).map(|c| text(c.raw(), &d)).unwrap_or_default();
+            let id = rep
+                .component(1)
+                .map(|c| text(c.raw(), &d))
+                .unwrap_or_default();
+            let oid = rep
+                .component(3)
+                .map(|c| text(c.raw(), &d))
+                .unwrap_or_default();
             id.starts_with("PHLabReport")
                 || id.starts_with("PHLIP")
                 || oid == "2.16.840.1.113883.9.11"
@@ -531,9 +561,10 @@ pub fn check(msg: &Message<'_>) -> ElrReport {
             // (00Z…) and may be anonymous (HHS guidance for self-tests).
             let placeholder = |c: Option<String>| c.is_some_and(|c| c.starts_with("00Z"));
             let at_home = placeholder(v(&msh, 4, 2))
-                || groups.iter().flat_map(|g| &g.obx).any(|(_, o)| {
-                    placeholder(v(o, 15, 1)) || placeholder(v(o, 23, 10))
-                });
+                || groups
+                    .iter()
+                    .flat_map(|g| &g.obx)
+                    .any(|(_, o)| placeholder(v(o, 15, 1)) || placeholder(v(o, 23, 10)));
             check_patient(&mut r, p, &d, age_given || at_home, at_home)
         }
     }
@@ -617,7 +648,11 @@ pub fn check(msg: &Message<'_>) -> ElrReport {
             let status = v(o, 11, 1);
             let value_raw = o.field(5).map(|f| f.raw()).unwrap_or_default();
             if value_raw.is_empty() && status.as_deref() != Some("X") {
-                r.fail("obx-5-value", format!("{at}-5"), "no value and status is not X");
+                r.fail(
+                    "obx-5-value",
+                    format!("{at}-5"),
+                    "no value and status is not X",
+                );
             }
             match status.as_deref() {
                 Some(s) if "CDFINOPRSUWX".contains(s) && s.len() == 1 => {}
@@ -687,11 +722,18 @@ pub fn check(msg: &Message<'_>) -> ElrReport {
             if v(o, 19, 1).is_none() && v(&g.obr, 22, 1).is_none() {
                 r.fail("hhs-04-result-date", at.clone(), "no result date");
             }
-            if let Some(zip) = o.field(24).and_then(|f| f.repetition(1)).and_then(|x| x.component(5))
+            if let Some(zip) = o
+                .field(24)
+                .and_then(|f| f.repetition(1))
+                .and_then(|x| x.component(5))
                 && !zip.raw().is_empty()
             {
             } else {
-                r.fail("hhs-15-performing-zip", at.clone(), "no performing facility ZIP");
+                r.fail(
+                    "hhs-15-performing-zip",
+                    at.clone(),
+                    "no performing facility ZIP",
+                );
             }
             r.results.push(LabResult {
                 location: at,
@@ -710,13 +752,25 @@ pub fn check(msg: &Message<'_>) -> ElrReport {
                 performing_lab: lab,
             });
         }
-        if g.spm.as_ref().and_then(|s| value(s, &d, 2, 1).or_else(|| value(s, &d, 2, 2))).is_none()
+        if g.spm
+            .as_ref()
+            .and_then(|s| value(s, &d, 2, 1).or_else(|| value(s, &d, 2, 2)))
+            .is_none()
             && v(&g.obr, 3, 1).is_none()
         {
-            r.fail("hhs-05-specimen-id", obr_at.clone(), "no accession or specimen id");
+            r.fail(
+                "hhs-05-specimen-id",
+                obr_at.clone(),
+                "no accession or specimen id",
+            );
         }
-        if v(&g.obr, 16, 1).is_none() && msg.segment("ORC", 1).and_then(|o| v(&o, 12, 1)).is_none() {
-            r.fail("hhs-12-ordering-provider", obr_at.clone(), "no ordering provider");
+        if v(&g.obr, 16, 1).is_none() && msg.segment("ORC", 1).and_then(|o| v(&o, 12, 1)).is_none()
+        {
+            r.fail(
+                "hhs-12-ordering-provider",
+                obr_at.clone(),
+                "no ordering provider",
+            );
         }
         if v(&g.obr, 6, 1).is_none() && msg.segment("ORC", 1).and_then(|o| v(&o, 15, 1)).is_none() {
             r.fail("hhs-17-order-date", obr_at, "no order date");
@@ -727,7 +781,11 @@ pub fn check(msg: &Message<'_>) -> ElrReport {
     }
     if let Some(orc) = msg.segment("ORC", 1) {
         if value(&orc, &d, 24, 5).is_none() && value(&orc, &d, 22, 5).is_none() {
-            r.fail("hhs-13-provider-zip", "ORC-24", "no ordering provider or facility ZIP");
+            r.fail(
+                "hhs-13-provider-zip",
+                "ORC-24",
+                "no ordering provider or facility ZIP",
+            );
         }
     } else {
         r.fail("hhs-13-provider-zip", "ORC", "no ORC segment");
@@ -744,9 +802,10 @@ fn check_patient(
     anonymous_ok: bool,
 ) {
     let v = |f: usize, c: usize| value(p, d, f, c);
-    let id_given = p
-        .field(3)
-        .is_some_and(|f| f.repetitions().any(|x| x.component(1).is_some_and(|c| !text(c.raw(), d).is_empty())));
+    let id_given = p.field(3).is_some_and(|f| {
+        f.repetitions()
+            .any(|x| x.component(1).is_some_and(|c| !text(c.raw(), d).is_empty()))
+    });
     if !id_given {
         r.fail("pid-3-patient-id", "PID-3", "no patient identifier");
     }
@@ -850,7 +909,10 @@ fn coded(s: &Segment<'_>, d: &Delimiters, f: usize) -> Option<Coded> {
 
 fn is_snomed_system(s: &str) -> bool {
     // SN appears for SNOMED in a v2.3.z corpus message (ND); SNM is SNOMED International.
-    matches!(s.to_ascii_uppercase().as_str(), "SCT" | "SNM" | "SNOMED" | "SNOMED-CT" | "SN")
+    matches!(
+        s.to_ascii_uppercase().as_str(),
+        "SCT" | "SNM" | "SNOMED" | "SNOMED-CT" | "SN"
+    )
 }
 
 fn is_snomed_code(c: &str) -> bool {
@@ -877,8 +939,9 @@ pub fn interpret(coded: Option<&Coded>, value: Option<&str>) -> Interpretation {
             "detected" | "positive" | "pos" | "presumptive positive" | "reactive" => {
                 return Interpretation::Positive;
             }
-            "not detected" | "negative" | "neg" | "undetected" | "non-reactive"
-            | "nonreactive" => return Interpretation::Negative,
+            "not detected" | "negative" | "neg" | "undetected" | "non-reactive" | "nonreactive" => {
+                return Interpretation::Negative;
+            }
             "inconclusive" | "indeterminate" | "invalid" | "equivocal" => {
                 return Interpretation::Inconclusive;
             }
@@ -951,12 +1014,19 @@ impl Ts {
             Some((a, b)) => (a, Some(b)),
             None => (main, None),
         };
-        if !matches!(whole.len(), 4 | 6 | 8 | 10 | 12 | 14) || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        if !matches!(whole.len(), 4 | 6 | 8 | 10 | 12 | 14)
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         let millis = match frac {
             None => 0,
-            Some(f) if whole.len() == 14 && !f.is_empty() && f.len() <= 4 && f.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(f)
+                if whole.len() == 14
+                    && !f.is_empty()
+                    && f.len() <= 4
+                    && f.bytes().all(|b| b.is_ascii_digit()) =>
+            {
                 let padded = format!("{f:0<3}");
                 padded[..3].parse().ok()?
             }
@@ -985,7 +1055,20 @@ impl Ts {
         };
         let (y, mo, d, h, mi, se) = ts.parts();
         let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        let days_in = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        let days_in = [
+            31,
+            if leap { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ];
         let ok = (1..=12).contains(&mo)
             && d >= 1
             && d <= days_in[(mo - 1) as usize]
@@ -1002,7 +1085,14 @@ impl Ts {
                 .and_then(|x| x.parse().ok())
                 .unwrap_or(default)
         };
-        (n(0, 4, 1970), n(4, 6, 1), n(6, 8, 1), n(8, 10, 0), n(10, 12, 0), n(12, 14, 0))
+        (
+            n(0, 4, 1970),
+            n(4, 6, 1),
+            n(6, 8, 1),
+            n(8, 10, 0),
+            n(10, 12, 0),
+            n(12, 14, 0),
+        )
     }
 
     /// The wall-clock time as written, read as UTC, in epoch milliseconds (missing parts are
@@ -1066,8 +1156,19 @@ mod tests {
             Ts::parse("20240403120000-0400").map(|t| t.wall_clock_ms()),
             Ts::parse("20240403120000").map(|t| t.wall_clock_ms())
         );
-        assert_eq!(Ts::parse("20000229").map(|t| t.wall_clock_ms() / 86_400_000), Some(11_016));
-        for bad in ["2021022", "20210230", "20211301", "2021-01-01", "20210101250000", "20210101+05", ""] {
+        assert_eq!(
+            Ts::parse("20000229").map(|t| t.wall_clock_ms() / 86_400_000),
+            Some(11_016)
+        );
+        for bad in [
+            "2021022",
+            "20210230",
+            "20211301",
+            "2021-01-01",
+            "20210101250000",
+            "20210101+05",
+            "",
+        ] {
             assert_eq!(Ts::parse(bad), None, "{bad}");
         }
         let a = Ts::parse("20200119040700").unwrap();
@@ -1075,9 +1176,17 @@ mod tests {
         assert!(a.before(&b));
         assert!(!b.before(&a));
         // Same day at day precision: not before.
-        assert!(!Ts::parse("20200624").unwrap().before(&Ts::parse("202006241300").unwrap()));
+        assert!(
+            !Ts::parse("20200624")
+                .unwrap()
+                .before(&Ts::parse("202006241300").unwrap())
+        );
         // Offsets: 10:00-0500 is 15:00Z, after 14:00Z.
-        assert!(!Ts::parse("202001011000-0500").unwrap().before(&Ts::parse("202001011400+0000").unwrap()));
+        assert!(
+            !Ts::parse("202001011000-0500")
+                .unwrap()
+                .before(&Ts::parse("202001011400+0000").unwrap())
+        );
     }
 
     #[test]
@@ -1087,11 +1196,23 @@ mod tests {
             display: Some(display.into()),
             system: Some("SCT".into()),
         };
-        assert_eq!(interpret(Some(&c("260373001", "Detected")), None), Interpretation::Positive);
-        assert_eq!(interpret(Some(&c("260415000", "x")), None), Interpretation::Negative);
-        assert_eq!(interpret(Some(&c("L123", "POSITIVE")), None), Interpretation::Positive);
+        assert_eq!(
+            interpret(Some(&c("260373001", "Detected")), None),
+            Interpretation::Positive
+        );
+        assert_eq!(
+            interpret(Some(&c("260415000", "x")), None),
+            Interpretation::Negative
+        );
+        assert_eq!(
+            interpret(Some(&c("L123", "POSITIVE")), None),
+            Interpretation::Positive
+        );
         assert_eq!(interpret(None, Some("Negative")), Interpretation::Negative);
-        assert_eq!(interpret(None, Some("Not performed")), Interpretation::Unknown);
+        assert_eq!(
+            interpret(None, Some("Not performed")),
+            Interpretation::Unknown
+        );
         assert_eq!(interpret(None, Some("12.5")), Interpretation::Unknown);
     }
 

@@ -71,13 +71,21 @@ fn the_fixture_passes_with_every_element() {
 fn each_single_defect_fails_exactly_its_rule() {
     let f = FIXTURE;
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("msh-9-message-type", set_field(f, "MSH", 9, "ADT^A01^ADT_A01")),
+        (
+            "msh-9-message-type",
+            set_field(f, "MSH", 9, "ADT^A01^ADT_A01"),
+        ),
         ("msh-10-control-id", set_field(f, "MSH", 10, "")),
         ("msh-11-processing-id", set_field(f, "MSH", 11, "D")),
         ("msh-12-version", set_field(f, "MSH", 12, "2.4")),
         (
             "msh-21-profile",
-            set_field(f, "MSH", 21, "NOTF_ORU_v3.0^PHINProfileID^2.16.840.1.114222.4.10.3^ISO"),
+            set_field(
+                f,
+                "MSH",
+                21,
+                "NOTF_ORU_v3.0^PHINProfileID^2.16.840.1.114222.4.10.3^ISO",
+            ),
         ),
         ("pid-3-patient-id", set_field(f, "PID", 3, "")),
         ("pid-5-patient-name", set_field(f, "PID", 5, "")),
@@ -86,8 +94,14 @@ fn each_single_defect_fails_exactly_its_rule() {
             "pid-7-birth-date-or-age",
             drop_segment(&set_field(f, "PID", 7, ""), "OBX|2"),
         ),
-        ("pid-7-birth-date-or-age", set_field(f, "PID", 7, "19801345")),
-        ("pid-11-address", set_field(f, "PID", 11, "100 Main St^^Seattle")),
+        (
+            "pid-7-birth-date-or-age",
+            set_field(f, "PID", 7, "19801345"),
+        ),
+        (
+            "pid-11-address",
+            set_field(f, "PID", 11, "100 Main St^^Seattle"),
+        ),
         ("result-loinc", {
             let local = set_field(f, "OBR", 4, "COV^Covid PCR^L");
             set_field(&local, "OBX", 3, "COV^Covid PCR^L")
@@ -104,7 +118,10 @@ fn each_single_defect_fails_exactly_its_rule() {
             let bad = set_field(f, "SPM", 17, "20210231");
             set_field(&bad, "OBR", 7, "")
         }),
-        ("result-before-collection", set_field(f, "OBX", 19, "20210226")),
+        (
+            "result-before-collection",
+            set_field(f, "OBX", 19, "20210226"),
+        ),
         ("performing-lab", {
             let none = set_field(f, "OBX", 23, "");
             set_field(&none, "MSH", 4, "")
@@ -122,9 +139,20 @@ fn each_single_defect_fails_exactly_its_rule() {
     }
     // Warnings never fail a message, and each names its HHS element.
     for (rule, msg) in [
-        ("performing-lab-clia", set_field(f, "OBX", 23, "Riverside Lab^L^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^05X2222542")),
+        (
+            "performing-lab-clia",
+            set_field(
+                f,
+                "OBX",
+                23,
+                "Riverside Lab^L^^^^CLIA&2.16.840.1.113883.4.7&ISO^XX^^^05X2222542",
+            ),
+        ),
         ("hhs-07-race", set_field(f, "PID", 10, "")),
-        ("hhs-11-county", set_field(f, "PID", 11, "100 Main St^^Seattle^WA^98101^USA^H")),
+        (
+            "hhs-11-county",
+            set_field(f, "PID", 11, "100 Main St^^Seattle^WA^98101^USA^H"),
+        ),
         ("msh-11-not-production", set_field(f, "MSH", 11, "T")),
     ] {
         let r = elr::check_bytes(&msg);
@@ -139,8 +167,14 @@ fn each_single_defect_fails_exactly_its_rule() {
     assert_eq!(r.jurisdiction, None);
     // A resend with a new MSH-7 keeps the fingerprint; a changed result does not.
     let a = elr::check_bytes(f).fingerprint;
-    assert_eq!(a, elr::check_bytes(&set_field(f, "MSH", 7, "20210302000000")).fingerprint);
-    assert_ne!(a, elr::check_bytes(&set_field(f, "OBX", 5, "260415000^Not detected^SCT")).fingerprint);
+    assert_eq!(
+        a,
+        elr::check_bytes(&set_field(f, "MSH", 7, "20210302000000")).fingerprint
+    );
+    assert_ne!(
+        a,
+        elr::check_bytes(&set_field(f, "OBX", 5, "260415000^Not detected^SCT")).fingerprint
+    );
 }
 
 proptest! {
@@ -194,9 +228,17 @@ fn corpus_outcomes_match_the_manifest() {
     let (mut pass, mut fail, mut messages) = (0, 0, 0);
     let mut by_rule: std::collections::BTreeMap<&str, usize> = Default::default();
     println!("{:<100} {:>4} {:<8} outcome", "file", "msgs", "label");
-    for line in manifest.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in manifest
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let cols: Vec<&str> = line.split('\t').collect();
-        let (path, count, expected, note) = (cols[0], cols[1], cols[2], cols.get(3).copied().unwrap_or(""));
+        let (path, count, expected, note) = (
+            cols[0],
+            cols[1],
+            cols[2],
+            cols.get(3).copied().unwrap_or(""),
+        );
         listed.insert(path.to_string());
         let bytes = std::fs::read(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
         let batch = aorta_hl7::parse_stream(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -213,17 +255,25 @@ fn corpus_outcomes_match_the_manifest() {
             for r in &rules {
                 *by_rule.entry(r).or_default() += 1;
             }
-            format!("fail:{}", rules.iter().copied().collect::<Vec<_>>().join(","))
+            format!(
+                "fail:{}",
+                rules.iter().copied().collect::<Vec<_>>().join(",")
+            )
         };
         let name = path.rsplit('/').next().unwrap_or(path);
         let l = label(name);
         println!("{name:<100} {:>4} {l:<8} {outcome}", batch.messages.len());
         if outcome != expected || count != batch.messages.len().to_string() {
-            wrong.push(format!("{path}: got {outcome} ({} messages), manifest says {expected} ({count})", batch.messages.len()));
+            wrong.push(format!(
+                "{path}: got {outcome} ({} messages), manifest says {expected} ({count})",
+                batch.messages.len()
+            ));
         }
         let exception = note.starts_with("exception:");
         if l == "valid" && expected != "pass" && !exception {
-            wrong.push(format!("{path}: labelled valid but expected {expected} without an exception note"));
+            wrong.push(format!(
+                "{path}: labelled valid but expected {expected} without an exception note"
+            ));
         }
         if l == "invalid" && expected == "pass" {
             wrong.push(format!("{path}: labelled invalid but expected to pass"));
@@ -235,26 +285,42 @@ fn corpus_outcomes_match_the_manifest() {
             let p = entry.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             let rel = format!("{dir}/{name}");
-            let Ok(bytes) = std::fs::read(&p) else { continue };
+            let Ok(bytes) = std::fs::read(&p) else {
+                continue;
+            };
             let is_oru = aorta_hl7::parse_stream(&bytes).is_ok_and(|b| {
-                b.messages.first().and_then(|m| m.message_type()).is_some_and(|t| t.starts_with(b"ORU^R01"))
+                b.messages
+                    .first()
+                    .and_then(|m| m.message_type())
+                    .is_some_and(|t| t.starts_with(b"ORU^R01"))
             });
             if is_oru && label(&name) != "-" && !listed.contains(&rel) {
-                wrong.push(format!("{rel}: a labelled ORU^R01 file missing from elr-corpus.tsv"));
+                wrong.push(format!(
+                    "{rel}: a labelled ORU^R01 file missing from elr-corpus.tsv"
+                ));
             }
         }
     }
-    println!("ELR corpus: {} files, {messages} messages; {pass} files pass, {fail} fail; files per failed rule: {by_rule:?}", pass + fail);
+    println!(
+        "ELR corpus: {} files, {messages} messages; {pass} files pass, {fail} fail; files per failed rule: {by_rule:?}",
+        pass + fail
+    );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert!(pass + fail >= 50, "the manifest lost files");
 }
 
 #[test]
 fn rules_are_documented_for_users() {
-    let Ok(doc) = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/clinical.md")) else {
+    let Ok(doc) = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/clinical.md"),
+    ) else {
         panic!("docs/clinical.md missing");
     };
     for r in elr::RULES {
-        assert!(doc.contains(&format!("`{}`", r.id)), "docs/clinical.md does not list rule {}", r.id);
+        assert!(
+            doc.contains(&format!("`{}`", r.id)),
+            "docs/clinical.md does not list rule {}",
+            r.id
+        );
     }
 }

@@ -235,11 +235,17 @@ fn terser_paths_address_values() {
     );
     for ok in ["2.3.z", "2.5.1", "2.9"] {
         let m = format!("MSH|^~\\&|A|B|C|D|T||ORU^R01|1|P|{ok}");
-        assert!(parse(m.as_bytes()).unwrap().validate_header().is_ok(), "{ok}");
+        assert!(
+            parse(m.as_bytes()).unwrap().validate_header().is_ok(),
+            "{ok}"
+        );
     }
     for bad in ["2.", "2.5.", "2.z", "2.5.zz", "2.5.z.1", "2..1"] {
         let m = format!("MSH|^~\\&|A|B|C|D|T||ORU^R01|1|P|{bad}");
-        assert!(parse(m.as_bytes()).unwrap().validate_header().is_err(), "{bad}");
+        assert!(
+            parse(m.as_bytes()).unwrap().validate_header().is_err(),
+            "{bad}"
+        );
     }
     let bad = parse(b"MSH|^~\\&|A|B|C|D|T||ORU^R01|1|P|3.0").unwrap();
     assert!(

@@ -166,6 +166,23 @@ pub enum StepConfig {
         #[serde(default)]
         default_offset: Option<String>,
     },
+    /// One event per element of a list (e.g. the results of a lab report), with fields of
+    /// the parent kept.
+    Explode {
+        /// The list (a path).
+        path: String,
+        /// Parent fields (paths) copied into each element.
+        #[serde(default)]
+        keep: Vec<String>,
+    },
+    /// Electronic lab reporting: HL7 v2 ORU^R01 bytes checked against the ELR rules
+    /// (docs/clinical.md), exact resends dropped, one JSON event per accepted message.
+    Elr {
+        /// Bound on remembered (facility, MSH-10) ids for duplicate detection. Default
+        /// 1,000,000.
+        #[serde(default = "default_max_keys")]
+        max_messages: usize,
+    },
     /// Validate FHIR R4 resources; invalid ones are dead-lettered with the OperationOutcome.
     Validate {
         /// Unknown elements are errors (true) or warnings (false, default).

@@ -201,3 +201,98 @@ impl Operator for Route {
             .collect()
     }
 }
+
+/// `op = "explode"`: one event per element of the list at `path`, each element (an object)
+/// with the `keep` fields of its parent added. An event whose list is empty or missing produces
+/// nothing (counted as dropped); an element that is not an object is an error.
+pub struct Explode {
+    path: String,
+    list: Expr,
+    keep: Vec<(String, Expr)>,
+    dropped: u64,
+}
+
+impl Explode {
+    /// Builds it; `path` and each `keep` entry must be paths.
+    pub fn new(path: String, keep: Vec<String>) -> Result<Explode, String> {
+        let as_path = |p: &str| -> Result<Expr, String> {
+            let e = Expr::parse(p).map_err(|x| format!("explode path {p:?}: {x}"))?;
+            if e.root_field().is_none() {
+                return Err(format!("explode path {p:?} must be a path like a.b"));
+            }
+            Ok(e)
+        };
+        let list = as_path(&path)?;
+        let keep = keep
+            .into_iter()
+            .map(|k| as_path(&k).map(|e| (k, e)))
+            .collect::<Result<_, _>>()?;
+        Ok(Explode {
+            path,
+            list,
+            keep,
+            dropped: 0,
+        })
+    }
+}
+
+impl Operator for Explode {
+    fn kind(&self) -> &'static str {
+        "explode"
+    }
+    fn describe(&self) -> String {
+        let keep: Vec<&str> = self.keep.iter().map(|(k, _)| k.as_str()).collect();
+        format!("explode {} keeping {keep:?}", self.path)
+    }
+    fn process(&mut self, e: Event, out: &mut Out) -> OpResult {
+        let list = match self.list.eval(e.value(), &e.meta()) {
+            Ok(v) => v.into_json(),
+            Err(x) => return reject(e, x.to_string()),
+        };
+        let items = match list {
+            Value::Array(items) => items,
+            Value::Null => Vec::new(),
+            other => {
+                let kind = match other {
+                    Value::Object(_) => "an object",
+                    Value::String(_) => "a string",
+                    _ => "a scalar",
+                };
+                return reject(e, format!("explode: {} is {kind}, not a list", self.path));
+            }
+        };
+        if items.is_empty() {
+            self.dropped += 1;
+            return Ok(());
+        }
+        let mut kept = Vec::with_capacity(self.keep.len());
+        for (k, expr) in &self.keep {
+            match expr.eval(e.value(), &e.meta()) {
+                Ok(v) => kept.push((k, v.into_json())),
+                Err(x) => return reject(e, x.to_string()),
+            }
+        }
+        let mut made = Vec::with_capacity(items.len());
+        for (i, mut item) in items.into_iter().enumerate() {
+            if !item.is_object() {
+                return reject(e, format!("explode: {}[{i}] is not an object", self.path));
+            }
+            for (k, v) in &kept {
+                if v.is_null() {
+                    continue;
+                }
+                if let Err(x) = set_path(&mut item, k, v.clone()) {
+                    return reject(e, x.to_string());
+                }
+            }
+            made.push(item);
+        }
+        for item in made {
+            out.next(e.derive(item));
+        }
+        Ok(())
+    }
+    fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}

@@ -9,13 +9,15 @@
 mod basic;
 mod dedupe;
 mod early_warning;
+mod elr;
 mod enrich;
 mod fhir;
 mod window;
 
-pub use basic::{Filter, Map, Project, Route};
+pub use basic::{Explode, Filter, Map, Project, Route};
 pub use dedupe::Dedupe;
 pub use early_warning::EarlyWarning;
+pub use elr::Elr;
 pub use enrich::Enrich;
 pub use fhir::{Hl7ToFhir, ValidateFhir};
 pub use window::Window;
@@ -150,6 +152,8 @@ pub fn build(
             default_offset,
         } => Box::new(Hl7ToFhir::new(*emit, default_offset.clone())?),
         StepConfig::Validate { strict } => Box::new(ValidateFhir::new(*strict)),
+        StepConfig::Elr { max_messages } => Box::new(Elr::new(*max_messages)?),
+        StepConfig::Explode { path, keep } => Box::new(Explode::new(path.clone(), keep.clone())?),
     })
 }
 

@@ -8,8 +8,28 @@ use std::time::Duration;
 
 /// Runs the first pipeline of `toml` over its input as it is now (a bounded run), with its
 /// checkpoints in `state`.
+#[allow(dead_code)] // not every test file runs the first pipeline
 pub async fn run_until_end(log: &Arc<dyn Log>, toml: &str, state: &Path) -> RunReport {
     let config = parse_pipelines(toml).unwrap().remove(0);
+    run_config(log, config, state).await
+}
+
+/// Runs the pipeline called `name` of `toml` like [`run_until_end`].
+#[allow(dead_code)] // not every test file runs several pipelines
+pub async fn run_named(log: &Arc<dyn Log>, toml: &str, name: &str, state: &Path) -> RunReport {
+    let config = parse_pipelines(toml)
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no pipeline {name}"));
+    run_config(log, config, state).await
+}
+
+async fn run_config(
+    log: &Arc<dyn Log>,
+    config: aorta_pipeline::PipelineConfig,
+    state: &Path,
+) -> RunReport {
     let options = RunOptions {
         until_end: true,
         idle_wait: Duration::from_millis(10),
