@@ -233,6 +233,23 @@ fn every_septic_bed_alerted(out: &str) {
     }
 }
 
+/// The demo's lab-reporting summary: every report stored, the two defective ones
+/// dead-lettered naming their rule, the resend dropped, the closed daily aggregates checked.
+fn lab_reports_checked(out: &str) {
+    assert!(
+        out.contains("61 reports sent, 61 on hl7.elr; 58 accepted, 2 dead-lettered (specimen-type; result-loinc), 1 resend dropped"),
+        "{out}"
+    );
+    assert!(
+        out.contains("each equal to the count the labs sent"),
+        "{out}"
+    );
+    assert!(
+        out.contains("routed: elr.wa 20, elr.or 8, elr.tx 10, elr.unrouted 20"),
+        "{out}"
+    );
+}
+
 #[test]
 fn demo_alerts_on_every_deteriorating_patient_and_is_repeatable() {
     let a = Aorta::new();
@@ -248,6 +265,7 @@ fn demo_alerts_on_every_deteriorating_patient_and_is_repeatable() {
     for _ in 0..2 {
         let out = a.ok(&args, b"");
         every_septic_bed_alerted(&out);
+        lab_reports_checked(&out);
         assert!(out.contains("12 stable patients: 0 alerted"), "{out}");
         assert!(
             out.contains("1 NEWS2 scope flag"),
@@ -581,6 +599,7 @@ fn demo_runs_on_kafka_twice_against_the_same_cluster() {
         );
         assert!(said.contains("(kafka log)"), "{said}");
         every_septic_bed_alerted(&said);
+        lab_reports_checked(&said);
         assert!(said.contains("all 528 on hl7.inbound"), "run {run}: {said}");
     }
 }

@@ -20,7 +20,8 @@
 //!    `dedupe_capacity` records) received within the window. So the classic crash case — stored,
 //!    killed before the ACK went out, resent by the sender — stores the message once;
 //! 3. otherwise the raw bytes are appended verbatim to `topic`, keyed by MSH-10 (or `key_path`),
-//!    timestamped by MSH-7 (the receive time when MSH-7 is unusable); if the append fails the
+//!    timestamped by MSH-7 (the receive time when MSH-7 is unusable or more than 5 minutes
+//!    ahead of this clock); if the append fails the
 //!    reply is AE + ERR 207 and the sender retries.
 
 use crate::codec::{CodecError, MllpCodec};
@@ -198,6 +199,9 @@ struct AppendRequest {
 
 /// Most records one batched append carries.
 const MAX_BATCH: usize = 1024;
+
+/// How far ahead of this clock an MSH-7 may be and still time-stamp the record.
+const MAX_FUTURE_MS: i64 = 5 * 60_000;
 
 /// Appends what the connections queued as one `produce` call per round: while one call waits
 /// for its fdatasync, the next round's records gather, so all connections share each sync with
@@ -501,6 +505,9 @@ async fn handle(shared: &Shared, payload: Bytes, peer: SocketAddr) -> Vec<u8> {
         .and_then(|f| f.repetition(1))
         .and_then(|r| r.component(1))
         .and_then(|c| dtm_to_ms(c.raw()))
+        // A sender whose clock runs ahead would otherwise be refused for good by a Kafka
+        // broker that bounds future timestamps (nisshi does; Kafka 3.6+ can).
+        .filter(|t| *t <= now_ms().saturating_add(MAX_FUTURE_MS))
         .unwrap_or_else(now_ms);
     let mut record = Record::new(payload.clone())
         .with_key(key)

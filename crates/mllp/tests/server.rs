@@ -61,6 +61,29 @@ async fn all(log: &dyn Log, topic: &str) -> Vec<aorta_log::ConsumedRecord> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_msh7_ahead_of_the_clock_is_stored_at_the_receive_time() {
+    let s = start(MllpSourceConfig::default()).await;
+    let mut client = MllpClient::connect(&s.addr, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let msg = String::from_utf8(oru(1))
+        .unwrap()
+        .replace("20260101120000", "20991231000000");
+    let before = aorta_log::record::now_ms();
+    assert_eq!(client.send(msg.as_bytes()).await.unwrap().code, "AA");
+    let after = aorta_log::record::now_ms();
+    let recs = all(s.log.as_ref(), "hl7.inbound").await;
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        recs[0].record.value.as_ref(),
+        msg.as_bytes(),
+        "stored verbatim"
+    );
+    let t = recs[0].record.timestamp_ms;
+    assert!((before..=after).contains(&t), "{before} <= {t} <= {after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_aa_message_is_in_the_topic_byte_for_byte() {
     let s = start(MllpSourceConfig::default()).await;
     let mut tasks = Vec::new();

@@ -27,6 +27,11 @@ use std::time::{Duration, Instant};
 
 /// The ready-made sepsis configuration (also `configs/sepsis.toml`).
 pub const SEPSIS_TOML: &str = include_str!("../../../../configs/sepsis.toml");
+/// The ready-made electronic lab reporting configuration (also `configs/elr.toml`).
+pub const ELR_TOML: &str = include_str!("../../../../configs/elr.toml");
+
+/// Lab reports the simulated laboratories send over the run.
+const LAB_REPORTS: usize = 60;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -269,8 +274,8 @@ fn explain(a: &Value) -> String {
 }
 
 /// Records ever written to `hl7.inbound` (0 before it exists).
-async fn inbound_end(log: &dyn aorta_log::Log) -> anyhow::Result<u64> {
-    match log.describe_topic("hl7.inbound").await {
+async fn topic_end(log: &dyn aorta_log::Log, topic: &str) -> anyhow::Result<u64> {
+    match log.describe_topic(topic).await {
         Ok(d) => Ok(d.partitions.iter().map(|p| p.high_watermark).sum()),
         Err(aorta_log::LogError::UnknownTopic { .. }) => Ok(0),
         Err(e) => Err(e.into()),
@@ -283,6 +288,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         "--patients must be at least 10 (the ward has three deteriorating patients at beds 3, 7 and 10 and a child at bed 5)"
     );
     let sepsis: Config = toml::from_str(SEPSIS_TOML)?;
+    let elr: Config = toml::from_str(ELR_TOML)?;
     if config.log.backend == Backend::Embedded {
         let dir = config.log.embedded.data_dir.join("demo");
         if dir.exists() {
@@ -304,10 +310,12 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         config.state.dir = Some(dir);
     }
     config.sources = sepsis.sources;
+    config.sources.mllp.extend(elr.sources.mllp);
     for s in &mut config.sources.mllp {
         s.listen = "127.0.0.1:0".into();
     }
     config.pipelines = sepsis.pipelines;
+    config.pipelines.extend(elr.pipelines);
     config.server.listen = args.api.clone();
     if !args.api.is_empty() && std::net::TcpListener::bind(&args.api).is_err() {
         eprintln!("{} is taken: the API takes a free port instead", args.api);
@@ -317,12 +325,32 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let backend = log.backend();
     let running = super::serve::start(log, &config).await?;
     // On Kafka the topic may hold earlier runs: count this run's messages from here.
-    let inbound_before = inbound_end(&*running.log).await?;
+    let inbound_before = topic_end(&*running.log, "hl7.inbound").await?;
+    let elr_topics = [
+        "hl7.elr",
+        "elr.accepted",
+        "elr.dlq",
+        "elr.aggregates",
+        "elr.unrouted",
+        "elr.wa",
+        "elr.or",
+        "elr.tx",
+    ];
+    let mut elr_before = BTreeMap::new();
+    for t in elr_topics {
+        elr_before.insert(t, topic_end(&*running.log, t).await?);
+    }
     let log = running.log.clone();
     let mllp = running.mllp_addrs[0];
-    println!("Aorta demo: sepsis early warning on a simulated ward ({backend} log)");
+    let mllp_elr = running.mllp_addrs[1];
+    println!(
+        "Aorta demo: sepsis early warning on a simulated ward, and electronic lab reporting ({backend} log)"
+    );
     println!(
         "  config: configs/sepsis.toml (MLLP {mllp} -> hl7.inbound -> sepsis-fhir -> fhir.clinical -> sepsis-alerts -> sepsis.alerts)"
+    );
+    println!(
+        "          configs/elr.toml (MLLP {mllp_elr} -> hl7.elr -> elr -> elr.accepted -> elr-route -> elr.<state>; elr-aggregate -> elr.aggregates)"
     );
     if let Some((addr, state)) = &running.api {
         let (_, token) = state.tokens.create(aorta_server::Role::Admin, "demo")?;
@@ -445,9 +473,13 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         (seen, flags)
     });
 
-    // The ward.
+    // The ward, and the labs.
     let mut client = MllpClient::connect(&mllp.to_string(), Duration::from_secs(10)).await?;
+    let mut lab_client =
+        MllpClient::connect(&mllp_elr.to_string(), Duration::from_secs(10)).await?;
     let mut rng = StdRng::seed_from_u64(args.seed);
+    let lab_reports = super::demo_elr::reports(LAB_REPORTS, now, run, &mut rng);
+    let mut labs_sent = 0usize;
     let mut acked = 0u64;
     let send = async |client: &mut MllpClient, msg: String| -> anyhow::Result<Instant> {
         let ack = client.send(msg.as_bytes()).await?;
@@ -483,6 +515,12 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(t, (p.bed, at));
         }
+        // The labs' reports, spread over the ward's rounds.
+        let due = lab_reports.len() * (round as usize + 1) / rounds.max(1) as usize;
+        while labs_sent < due {
+            send(&mut lab_client, lab_reports[labs_sent].message.clone()).await?;
+            labs_sent += 1;
+        }
         if round % 16 == 15 {
             println!(
                 "  … {} of {} hours sent ({acked} messages ACKed)",
@@ -495,6 +533,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             tokio::time::sleep(rest).await;
         }
     }
+    while labs_sent < lab_reports.len() {
+        send(&mut lab_client, lab_reports[labs_sent].message.clone()).await?;
+        labs_sent += 1;
+    }
     let send_s = started.elapsed().as_secs_f64();
     // Let the pipelines drain, then stop the tail.
     running.drain(Duration::from_secs(30)).await;
@@ -502,7 +544,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let (seen, flags) = tail.await?;
 
     // Check the run.
-    let stored = inbound_end(&*log).await? - inbound_before;
+    let stored = topic_end(&*log, "hl7.inbound").await? - inbound_before;
     anyhow::ensure!(
         stored == acked,
         "{acked} messages were ACKed but hl7.inbound received {stored}"
@@ -582,10 +624,12 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let elr_check = check_elr(&*log, &elr_before, &lab_reports).await;
     let dead: u64 = running
         .components
         .pipelines
         .iter()
+        .filter(|p| p.name.starts_with("sepsis"))
         .map(|p| {
             p.stats
                 .dead_lettered
@@ -593,7 +637,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         })
         .sum();
     println!(
-        "  dead letters: {dead} (every simulated observation is readable, so none are expected)"
+        "  dead letters of the sepsis pipelines: {dead} (every simulated observation is readable, so none are expected)"
     );
     if args.stay {
         if let Some((addr, _)) = &running.api {
@@ -610,6 +654,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         dead == 0,
         "{dead} records were dead-lettered: see the *.dlq topics"
     );
+    elr_check?;
     anyhow::ensure!(
         missed.is_empty(),
         "deteriorating patients at beds {missed:?} raised no alert"
@@ -617,6 +662,129 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         false_alarms.is_empty(),
         "stable patients at beds {false_alarms:?} raised alerts"
+    );
+    Ok(())
+}
+
+/// Prints the lab-reporting results and checks them against what the labs sent: every report
+/// stored, the valid ones accepted and routed, the defective ones dead-lettered naming their
+/// rule, the resend dropped, and every closed daily aggregate equal to the count sent.
+async fn check_elr(
+    log: &dyn aorta_log::Log,
+    before: &BTreeMap<&str, u64>,
+    reports: &[super::demo_elr::LabReport],
+) -> anyhow::Result<()> {
+    let since = |t: &'static str| before.get(t).copied().unwrap_or(0);
+    let read = async |topic: &'static str| -> anyhow::Result<Vec<aorta_log::ConsumedRecord>> {
+        let mut out = Vec::new();
+        let Ok(end) = log.offsets(topic, 0).await.map(|o| o.high_watermark) else {
+            return Ok(out);
+        };
+        let mut next = since(topic);
+        while next < end {
+            let b = log.read(topic, 0, next, ReadOptions::default()).await?;
+            next = b.next_offset(next);
+            out.extend(b.records);
+        }
+        Ok(out)
+    };
+    let stored = topic_end(log, "hl7.elr").await? - since("hl7.elr");
+    let valid = reports
+        .iter()
+        .filter(|r| r.defect.is_none() && !r.resend)
+        .count();
+    let defective: Vec<&str> = reports.iter().filter_map(|r| r.defect).collect();
+    let accepted = read("elr.accepted").await?.len();
+    let dlq = read("elr.dlq").await?;
+    let named: Vec<String> = dlq
+        .iter()
+        .map(|r| {
+            r.record
+                .headers
+                .iter()
+                .find(|(k, _)| k == "aorta.elr.failed-rules")
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    println!();
+    println!(
+        "Lab reporting: {} reports sent, {stored} on hl7.elr; {accepted} accepted, {} dead-lettered ({}), {} resend dropped",
+        reports.len(),
+        dlq.len(),
+        named.join("; "),
+        reports.iter().filter(|r| r.resend).count()
+    );
+    let mut routed = Vec::new();
+    for t in ["elr.wa", "elr.or", "elr.tx", "elr.unrouted"] {
+        routed.push(format!("{t} {}", read(t).await?.len()));
+    }
+    println!("  routed: {}", routed.join(", "));
+    let expected = super::demo_elr::expected(reports);
+    let mut closed: BTreeMap<(String, i64), (u64, u64)> = BTreeMap::new();
+    for r in read("elr.aggregates").await? {
+        let Ok(v) = serde_json::from_slice::<Value>(&r.record.value) else {
+            continue;
+        };
+        let day = v["window_start"]
+            .as_i64()
+            .unwrap_or(0)
+            .div_euclid(86_400_000);
+        let j = v["jurisdiction"].as_str().unwrap_or("?").to_string();
+        let tests = v["tests"].as_f64().unwrap_or(0.0) as u64;
+        let pos = v["positives"].as_f64().unwrap_or(0.0) as u64;
+        let e = closed.entry((j, day)).or_default();
+        e.0 += tests;
+        e.1 += pos;
+    }
+    let mut wrong = Vec::new();
+    let mut per_state: BTreeMap<&str, (usize, u64, u64)> = BTreeMap::new();
+    for ((j, day), (tests, pos)) in &closed {
+        let e = per_state.entry(j).or_default();
+        e.0 += 1;
+        e.1 += tests;
+        e.2 += pos;
+        if expected.get(&(j.clone(), *day)) != Some(&(*tests, *pos)) {
+            let date = aorta_fhir::datetime::format_utc_ms(day * 86_400_000);
+            wrong.push(format!("{j} {}", &date[..10]));
+        }
+    }
+    println!(
+        "  daily aggregates on elr.aggregates ({} state-days closed; a day closes once collection times are 3 days past it), {}:",
+        closed.len(),
+        if wrong.is_empty() {
+            "each equal to the count the labs sent"
+        } else {
+            "SOME DIFFER from the count the labs sent"
+        }
+    );
+    for (j, (days, tests, pos)) in &per_state {
+        println!(
+            "    {j:<8} {days} days, {tests:>3} tests, {pos:>2} positive ({:.0} %)",
+            if *tests > 0 {
+                100.0 * *pos as f64 / *tests as f64
+            } else {
+                0.0
+            }
+        );
+    }
+    anyhow::ensure!(
+        stored == reports.len() as u64,
+        "{} lab reports were ACKed but hl7.elr received {stored}",
+        reports.len()
+    );
+    anyhow::ensure!(
+        accepted == valid,
+        "{valid} valid lab reports were sent but {accepted} were accepted"
+    );
+    anyhow::ensure!(
+        named.len() == defective.len() && named.iter().zip(&defective).all(|(n, d)| n == d),
+        "dead-lettered lab reports named {named:?}, expected {defective:?}"
+    );
+    anyhow::ensure!(!closed.is_empty(), "no daily lab aggregate closed");
+    anyhow::ensure!(
+        wrong.is_empty(),
+        "daily aggregates differ from the reports sent for {wrong:?}"
     );
     Ok(())
 }

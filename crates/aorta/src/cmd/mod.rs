@@ -9,6 +9,7 @@ pub mod bench_pipeline;
 pub mod bench_sepsis;
 pub mod consume;
 pub mod demo;
+mod demo_elr;
 pub mod eval;
 pub mod fhir;
 pub mod hl7;
