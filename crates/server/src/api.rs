@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -836,6 +836,68 @@ pub async fn alerts(
     )
     .await?;
     Ok(Json(json!({"alerts": list})).into_response())
+}
+
+/// `GET /api/elr/aggregates` query.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ElrQuery {
+    jurisdiction: Option<String>,
+    loinc: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/elr/aggregates`: the closed daily windows, newest day first (the latest record
+/// per jurisdiction, LOINC and day wins, so a replay's rewrite replaces the first).
+pub async fn elr_aggregates(State(state): State<AppState>, Query(q): Query<ElrQuery>) -> ApiResult {
+    let limit = q
+        .limit
+        .unwrap_or(200)
+        .clamp(1, state.config.max_read_records);
+    let topic = &state.config.elr_aggregates_topic;
+    let d = match state.log.describe_topic(topic).await {
+        Ok(d) => d,
+        Err(LogError::UnknownTopic { .. }) => {
+            return Ok(Json(json!({"topic": topic, "aggregates": []})).into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut latest: BTreeMap<(String, String, i64), Value> = BTreeMap::new();
+    for p in &d.partitions {
+        let mut at = p.high_watermark.saturating_sub(100_000).max(p.log_start);
+        while at < p.high_watermark {
+            let b = state
+                .log
+                .read(topic, p.partition, at, ReadOptions::default())
+                .await?;
+            if b.records.is_empty() {
+                break;
+            }
+            at = b.next_offset(at);
+            for r in b.records {
+                let Ok(v) = serde_json::from_slice::<Value>(&r.record.value) else {
+                    continue;
+                };
+                let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                let (j, l) = (field("jurisdiction"), field("loinc"));
+                if q.jurisdiction
+                    .as_ref()
+                    .is_some_and(|x| !x.eq_ignore_ascii_case(&j))
+                    || q.loinc.as_ref().is_some_and(|x| *x != l)
+                {
+                    continue;
+                }
+                let day = v.get("window_start").and_then(Value::as_i64).unwrap_or(0);
+                latest.insert((j, l, day), v);
+            }
+        }
+    }
+    let mut list: Vec<Value> = latest.into_values().collect();
+    list.sort_by_key(|v| {
+        std::cmp::Reverse(v.get("window_start").and_then(Value::as_i64).unwrap_or(0))
+    });
+    list.truncate(limit);
+    Ok(Json(json!({"topic": topic, "aggregates": list})).into_response())
 }
 
 /// `POST /api/alerts/{id}/ack` body.

@@ -68,6 +68,9 @@ pub struct ServerConfig {
     pub alert_topics: Vec<String>,
     /// Where acknowledgements are written. Default `aorta.alerts.acks`.
     pub ack_topic: String,
+    /// The daily lab-report aggregates (`configs/elr.toml`'s `elr-aggregate` sink). Default
+    /// `elr.aggregates`.
+    pub elr_aggregates_topic: String,
     /// Most records one read returns. Default 500.
     pub max_read_records: usize,
     /// FHIR REST ingest.
@@ -84,6 +87,7 @@ impl Default for ServerConfig {
             audit_topic: "aorta.audit".into(),
             alert_topics: Vec::new(),
             ack_topic: "aorta.alerts.acks".into(),
+            elr_aggregates_topic: "elr.aggregates".into(),
             max_read_records: 500,
             fhir: FhirIngestConfig::default(),
             tls: None,
@@ -267,6 +271,7 @@ fn handler(id: RouteId) -> MethodRouter<AppState> {
         RouteId::Replay => post(api::replay),
         RouteId::Alerts => get(api::alerts),
         RouteId::AckAlert => post(api::ack_alert),
+        RouteId::ElrAggregates => get(api::elr_aggregates),
         RouteId::Audit => get(api::audit_entries),
         RouteId::AuditVerify => get(api::audit_verify),
         RouteId::FhirMetadata => get(fhir::metadata),

@@ -53,6 +53,7 @@ pub enum RouteId {
     Overview,
     AlertStream,
     Message,
+    ElrAggregates,
 }
 
 /// One route.
@@ -79,6 +80,7 @@ const ADMIN: &[Role] = &[Admin];
 const CLINICAL: &[Role] = &[Admin, Clinician];
 const AUDIT: &[Role] = &[Admin, Auditor];
 const INGEST: &[Role] = &[Admin, Ingest];
+const REPORTS: &[Role] = &[Admin, Operator, Clinician];
 const ANY: &[Role] = &[Admin, Operator, Clinician, Auditor, Ingest];
 
 const fn r(
@@ -206,6 +208,14 @@ pub const ROUTES: &[RouteSpec] = &[
         "Acknowledge an alert. Audited.",
     ),
     r(
+        RouteId::ElrAggregates,
+        "GET",
+        "/api/elr/aggregates",
+        Access::Roles(REPORTS),
+        false,
+        "Daily lab-report aggregates: tests, positives, positivity per jurisdiction, LOINC and collection day (?jurisdiction, ?loinc, ?limit). No patient data.",
+    ),
+    r(
         RouteId::Audit,
         "GET",
         "/api/audit",
@@ -299,7 +309,7 @@ impl RouteId {
     /// Every route id. [`RouteId::index`] is an exhaustive match, so a new variant does not
     /// compile until it is placed here, and the test below fails until it has a row in
     /// [`ROUTES`].
-    pub const ALL: [RouteId; 24] = {
+    pub const ALL: [RouteId; 25] = {
         use RouteId::*;
         [
             Healthz,
@@ -326,6 +336,7 @@ impl RouteId {
             Overview,
             AlertStream,
             Message,
+            ElrAggregates,
         ]
     };
 
@@ -357,6 +368,7 @@ impl RouteId {
             Overview => 21,
             AlertStream => 22,
             Message => 23,
+            ElrAggregates => 24,
         }
     }
 }

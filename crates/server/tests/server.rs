@@ -756,6 +756,73 @@ async fn alerts_are_listed_per_patient_and_acknowledged_once() {
 }
 
 #[tokio::test]
+async fn elr_aggregates_list_the_latest_window_per_state_test_and_day() {
+    let s = start_with(ServerConfig::default(), None, Components::default()).await;
+    let (st, v) = s
+        .call("GET", "/api/elr/aggregates", Some(Role::Operator), None)
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(v["aggregates"], json!([]), "no topic yet: an empty list");
+    s.log
+        .create_topic("elr.aggregates", TopicConfig::default())
+        .await
+        .unwrap();
+    let day = |j: &str, d: i64, tests: u64| {
+        Record::new(
+            json!({"jurisdiction": j, "loinc": "94500-6", "window_start": d * 86_400_000, "window_end": (d + 1) * 86_400_000, "tests": tests})
+                .to_string(),
+        )
+    };
+    s.log
+        .append(
+            "elr.aggregates",
+            0,
+            vec![
+                day("WA", 1, 3),
+                day("OR", 1, 1),
+                day("WA", 2, 5),
+                day("WA", 1, 4),
+            ],
+        )
+        .await
+        .unwrap();
+    let (_, v) = s
+        .call(
+            "GET",
+            "/api/elr/aggregates?jurisdiction=wa",
+            Some(Role::Clinician),
+            None,
+        )
+        .await;
+    let got: Vec<(i64, u64)> = v["aggregates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["window_start"].as_i64().unwrap() / 86_400_000,
+                a["tests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(2, 5), (1, 4)],
+        "newest day first; a rewrite replaces the window"
+    );
+    let (_, v) = s
+        .call("GET", "/api/elr/aggregates", Some(Role::Admin), None)
+        .await;
+    assert_eq!(v["aggregates"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        s.call("GET", "/api/elr/aggregates", Some(Role::Auditor), None)
+            .await
+            .0,
+        403
+    );
+}
+
+#[tokio::test]
 async fn metrics_parse_as_prometheus_text_and_count_what_happened() {
     let dir = tempfile::tempdir().unwrap();
     let raw: Arc<dyn Log> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).unwrap());
