@@ -731,17 +731,22 @@ pub struct AlertQuery {
     limit: Option<usize>,
 }
 
-/// Acks by alert id, read from the ack topic.
-async fn acks(state: &AppState) -> Result<HashMap<String, Value>, ApiError> {
-    let mut out = HashMap::new();
-    let topic = &state.config.ack_topic;
+/// The JSON values of the newest `scan` records of each partition of `topic` (`u64::MAX`:
+/// all), in partition then offset order, with their partition and offset. Records that are not
+/// JSON are skipped; an unknown topic has none.
+async fn tail_json(
+    state: &AppState,
+    topic: &str,
+    scan: u64,
+) -> Result<Vec<(u32, u64, Value)>, ApiError> {
+    let mut out = Vec::new();
     let d = match state.log.describe_topic(topic).await {
         Ok(d) => d,
         Err(LogError::UnknownTopic { .. }) => return Ok(out),
         Err(e) => return Err(e.into()),
     };
     for p in &d.partitions {
-        let mut at = p.log_start;
+        let mut at = p.high_watermark.saturating_sub(scan).max(p.log_start);
         while at < p.high_watermark {
             let b = state
                 .log
@@ -752,12 +757,21 @@ async fn acks(state: &AppState) -> Result<HashMap<String, Value>, ApiError> {
             }
             at = b.next_offset(at);
             for r in b.records {
-                if let Ok(v) = serde_json::from_slice::<Value>(&r.record.value)
-                    && let Some(id) = v.get("alert_id").and_then(Value::as_str)
-                {
-                    out.entry(id.to_string()).or_insert(v);
+                if let Ok(v) = serde_json::from_slice::<Value>(&r.record.value) {
+                    out.push((p.partition, r.offset, v));
                 }
             }
+        }
+    }
+    Ok(out)
+}
+
+/// Acks by alert id, read from the ack topic.
+async fn acks(state: &AppState) -> Result<HashMap<String, Value>, ApiError> {
+    let mut out = HashMap::new();
+    for (_, _, v) in tail_json(state, &state.config.ack_topic, u64::MAX).await? {
+        if let Some(id) = v.get("alert_id").and_then(Value::as_str) {
+            out.entry(id.to_string()).or_insert(v);
         }
     }
     Ok(out)
@@ -767,30 +781,10 @@ async fn acks(state: &AppState) -> Result<HashMap<String, Value>, ApiError> {
 async fn scan_alerts(state: &AppState, scan: u64) -> Result<Vec<Value>, ApiError> {
     let mut out = Vec::new();
     for topic in &state.config.alert_topics {
-        let d = match state.log.describe_topic(topic).await {
-            Ok(d) => d,
-            Err(LogError::UnknownTopic { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        for p in &d.partitions {
-            let mut at = p.high_watermark.saturating_sub(scan).max(p.log_start);
-            while at < p.high_watermark {
-                let b = state
-                    .log
-                    .read(topic, p.partition, at, ReadOptions::default())
-                    .await?;
-                if b.records.is_empty() {
-                    break;
-                }
-                at = b.next_offset(at);
-                for r in b.records {
-                    if let Ok(mut v) = serde_json::from_slice::<Value>(&r.record.value)
-                        && v.get("kind").and_then(Value::as_str) == Some("alert")
-                    {
-                        v["source"] = json!(format!("{topic}/{}/{}", p.partition, r.offset));
-                        out.push(v);
-                    }
-                }
+        for (partition, offset, mut v) in tail_json(state, topic, scan).await? {
+            if v.get("kind").and_then(Value::as_str) == Some("alert") {
+                v["source"] = json!(format!("{topic}/{partition}/{offset}"));
+                out.push(v);
             }
         }
     }
@@ -855,42 +849,19 @@ pub async fn elr_aggregates(State(state): State<AppState>, Query(q): Query<ElrQu
         .unwrap_or(200)
         .clamp(1, state.config.max_read_records);
     let topic = &state.config.elr_aggregates_topic;
-    let d = match state.log.describe_topic(topic).await {
-        Ok(d) => d,
-        Err(LogError::UnknownTopic { .. }) => {
-            return Ok(Json(json!({"topic": topic, "aggregates": []})).into_response());
-        }
-        Err(e) => return Err(e.into()),
-    };
     let mut latest: BTreeMap<(String, String, i64), Value> = BTreeMap::new();
-    for p in &d.partitions {
-        let mut at = p.high_watermark.saturating_sub(100_000).max(p.log_start);
-        while at < p.high_watermark {
-            let b = state
-                .log
-                .read(topic, p.partition, at, ReadOptions::default())
-                .await?;
-            if b.records.is_empty() {
-                break;
-            }
-            at = b.next_offset(at);
-            for r in b.records {
-                let Ok(v) = serde_json::from_slice::<Value>(&r.record.value) else {
-                    continue;
-                };
-                let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                let (j, l) = (field("jurisdiction"), field("loinc"));
-                if q.jurisdiction
-                    .as_ref()
-                    .is_some_and(|x| !x.eq_ignore_ascii_case(&j))
-                    || q.loinc.as_ref().is_some_and(|x| *x != l)
-                {
-                    continue;
-                }
-                let day = v.get("window_start").and_then(Value::as_i64).unwrap_or(0);
-                latest.insert((j, l, day), v);
-            }
+    for (_, _, v) in tail_json(&state, topic, 100_000).await? {
+        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let (j, l) = (field("jurisdiction"), field("loinc"));
+        if q.jurisdiction
+            .as_ref()
+            .is_some_and(|x| !x.eq_ignore_ascii_case(&j))
+            || q.loinc.as_ref().is_some_and(|x| *x != l)
+        {
+            continue;
         }
+        let day = v.get("window_start").and_then(Value::as_i64).unwrap_or(0);
+        latest.insert((j, l, day), v);
     }
     let mut list: Vec<Value> = latest.into_values().collect();
     list.sort_by_key(|v| {
