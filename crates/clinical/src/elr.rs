@@ -996,8 +996,8 @@ fn fingerprint(msg: &Message<'_>) -> u64 {
 pub struct Ts {
     /// The digits before any fraction, 4 to 14 of them.
     digits: String,
-    /// Milliseconds from the fraction.
-    millis: u32,
+    /// The wall-clock time as written, read as UTC, in epoch milliseconds.
+    wall_ms: i64,
     /// UTC offset in minutes, when given.
     offset_min: Option<i32>,
 }
@@ -1050,7 +1050,8 @@ impl Ts {
         };
         let ts = Ts {
             digits: whole.to_string(),
-            millis,
+            // The digits alone carry no offset: aorta_hl7::dtm reads them as UTC.
+            wall_ms: aorta_hl7::dtm::dtm_to_ms(whole.as_bytes())? + i64::from(millis),
             offset_min,
         };
         let (y, mo, d, h, mi, se) = ts.parts();
@@ -1098,9 +1099,7 @@ impl Ts {
     /// The wall-clock time as written, read as UTC, in epoch milliseconds (missing parts are
     /// the start of the period: `2020` is 2020-01-01T00:00).
     pub fn wall_clock_ms(&self) -> i64 {
-        let (y, mo, d, h, mi, s) = self.parts();
-        let days = days_from_civil(y, mo, d);
-        ((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + i64::from(self.millis)
+        self.wall_ms
     }
 
     /// Whether `self` is before `other`, at the precision both have. With both offsets given
@@ -1118,17 +1117,6 @@ impl Ts {
         let n = self.digits.len().min(other.digits.len());
         self.digits[..n] < other.digits[..n]
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (the era-based civil calendar algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //!
 //! | module | what it owns |
 //! |---|---|
+//! | [`dtm`] | HL7 DTM timestamps ↔ Unix milliseconds |
 //! | [`delimiters`] | MSH-1/MSH-2 (or FHS/BHS) delimiter detection and validation |
 //! | [`message`] | [`Message`], [`Segment`], [`Field`] … borrowed views, located lazily |
 //! | [`stream`] | splitting a file or stream into messages; FHS/BHS/BTS/FTS batches |
@@ -28,6 +29,7 @@
 
 pub mod ack;
 pub mod delimiters;
+pub mod dtm;
 pub mod error;
 pub mod escape;
 pub mod message;

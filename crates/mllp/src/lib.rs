@@ -5,7 +5,6 @@
 //! | [`codec`] | MLLP framing as a tokio codec: frame limit, resync after junk, several frames per read |
 //! | [`server`] | [`MllpServer`]: parse, append to the log, **ACK AA only after the append is durable**; AR + dead-letter for what cannot be accepted; duplicate suppression; limits; graceful shutdown |
 //! | [`client`] | [`MllpClient`]: send a message, wait for its ACK |
-//! | [`time`] | HL7 DTM ↔ Unix milliseconds |
 //! | [`tls`] | MLLP over TLS: rustls server and client configuration from PEM files |
 //!
 //! ## Invariants
@@ -19,7 +18,6 @@
 pub mod client;
 pub mod codec;
 pub mod server;
-pub mod time;
 pub mod tls;
 
 pub use client::{Ack, MllpClient};

@@ -25,8 +25,8 @@
 //!    reply is AE + ERR 207 and the sender retries.
 
 use crate::codec::{CodecError, MllpCodec};
-use crate::time::{dtm_to_ms, ms_to_dtm};
 use aorta_hl7::ack::{self, AckCode, AckError, ErrorCode};
+use aorta_hl7::dtm::{dtm_to_ms, ms_to_dtm};
 use aorta_hl7::{Message, Path};
 use aorta_log::{Log, LogError, Record, TopicConfig};
 use bytes::Bytes;
