@@ -1,7 +1,7 @@
 //! A pipeline SIGKILLed mid-stream, again and again, then run to the end, leaves exactly what
 //! a run that was never interrupted leaves: the same output records (keys, values, headers, in
-//! the same order per partition), the same JSON-lines file byte for byte, and the same rows in
-//! PostgreSQL. Embedded backend, 3 input partitions, tumbling windows with late data.
+//! the same order per partition), the same JSON-lines files and Parquet parts byte for byte, and
+//! the same rows in PostgreSQL. Embedded backend, 3 input partitions, tumbling windows with late data.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -84,8 +84,15 @@ partitions = 3
 type = "file"
 path = "{}"
 max_bytes = 400000
+
+[[pipelines.sinks]]
+type = "parquet"
+dir = "{}"
+max_rows = 1000
+columns = {{ patient_id = "string", window_start = "timestamp", window_end = "timestamp", n = "int64", avg_hr = "double", max_hr = "int64", min_spo2 = "int64", p50_hr = "double" }}
 "#,
-        dir.join("out/vitals-1m.jsonl").display()
+        dir.join("out/vitals-1m.jsonl").display(),
+        dir.join("parquet").display()
     );
     if let Some((url, table)) = table {
         t.push_str(&format!(
@@ -142,7 +149,7 @@ fn topic(data: &Path, cfg: &Path, name: &str) -> Vec<String> {
 }
 
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.join("out"))
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
@@ -243,13 +250,19 @@ async fn sigkill_mid_stream_then_restart_equals_a_clean_run() {
         topic(&clean_data, &clean_cfg, "vitals.late"),
         "the same late records"
     );
-    let (f_got, f_exp) = (files(crashy.path()), files(clean.path()));
-    assert!(f_exp.len() > 1, "the file sink rotated");
-    assert_eq!(
-        f_got.iter().map(|(n, b)| (n, b.len())).collect::<Vec<_>>(),
-        f_exp.iter().map(|(n, b)| (n, b.len())).collect::<Vec<_>>()
-    );
-    assert!(f_got == f_exp, "file sink contents differ");
+    for (sink, sub) in [("file", "out"), ("parquet", "parquet")] {
+        let (f_got, f_exp) = (
+            files(&crashy.path().join(sub)),
+            files(&clean.path().join(sub)),
+        );
+        assert!(f_exp.len() > 1, "the {sink} sink rotated");
+        assert_eq!(
+            f_got.iter().map(|(n, b)| (n, b.len())).collect::<Vec<_>>(),
+            f_exp.iter().map(|(n, b)| (n, b.len())).collect::<Vec<_>>(),
+            "{sink} sink files"
+        );
+        assert!(f_got == f_exp, "{sink} sink contents differ");
+    }
     if let Some(url) = &pg {
         let exp = rows(url, &t_clean).await;
         assert_eq!(exp.len(), expected.len());

@@ -464,6 +464,8 @@ pub enum SinkConfig {
         #[serde(default = "default_rotate")]
         max_bytes: u64,
     },
+    /// Columnar part files (Parquet) in a directory.
+    Parquet(ParquetSinkConfig),
     /// Upsert into a PostgreSQL table.
     Postgres(PostgresSinkConfig),
     /// POST to an HTTP endpoint, retrying; dead-letter after `max_attempts`.
@@ -529,6 +531,118 @@ fn one() -> u32 {
 
 fn default_rotate() -> u64 {
     256 << 20
+}
+
+/// `type = "parquet"`.
+///
+/// ```toml
+/// [[pipelines.sinks]]
+/// type = "parquet"
+/// dir = "out/vitals-1m"            # part-000000.parquet, part-000001.parquet, …
+/// columns = { patient_id = "string", window_start = "timestamp", n = "int64", avg_hr = "double" }
+/// # max_rows = 1000000             # rows per part file
+/// # max_bytes = 268435456          # or staged bytes per part
+/// # max_age = "5m"                 # or age of the part's first row (default: none)
+/// # row_group_rows = 131072
+/// # compression = "snappy"         # snappy | none
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSinkConfig {
+    /// Directory of the part files (created if missing).
+    pub dir: PathBuf,
+    /// Column name → type, in file order; each is filled from the event's field of that name
+    /// (missing or null → null).
+    pub columns: ParquetColumns,
+    /// Rows per part file. Default 1,000,000.
+    #[serde(default = "default_parquet_rows")]
+    pub max_rows: u64,
+    /// Close a part once its staged rows reach this many bytes. Default 256 MiB.
+    #[serde(default = "default_rotate")]
+    pub max_bytes: u64,
+    /// Close a part once its first row is this old (wall clock). Default: never.
+    #[serde(default)]
+    pub max_age: Option<Duration>,
+    /// Rows per row group inside a part. Default 131,072.
+    #[serde(default = "default_row_group")]
+    pub row_group_rows: usize,
+    /// Page compression. Default snappy.
+    #[serde(default)]
+    pub compression: ParquetCompression,
+}
+
+/// A Parquet column's type.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetType {
+    /// UTF-8 text (numbers and booleans are written as their JSON text).
+    String,
+    /// 64-bit integer (an integral double is accepted).
+    Int64,
+    /// 64-bit float.
+    Double,
+    /// Boolean.
+    Bool,
+    /// Instant in UTC, milliseconds; from epoch milliseconds or an RFC 3339 date-time.
+    Timestamp,
+    /// Any JSON value, as JSON text (Parquet's JSON logical type).
+    Json,
+}
+
+/// Page compression of a Parquet sink.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetCompression {
+    /// Snappy (the common default of Parquet writers).
+    #[default]
+    Snappy,
+    /// Uncompressed.
+    None,
+}
+
+/// The columns of a Parquet sink, in the order written in the config.
+#[derive(Clone, Debug)]
+pub struct ParquetColumns(pub Vec<(String, ParquetType)>);
+
+impl<'de> Deserialize<'de> for ParquetColumns {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Columns;
+        impl<'de> serde::de::Visitor<'de> for Columns {
+            type Value = ParquetColumns;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a table of column = type (string, int64, double, bool, timestamp, json)",
+                )
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ParquetColumns, A::Error> {
+                let mut out: Vec<(String, ParquetType)> = Vec::new();
+                while let Some((name, kind)) = map.next_entry::<String, ParquetType>()? {
+                    if name.is_empty() || out.iter().any(|(n, _)| *n == name) {
+                        return Err(serde::de::Error::custom(format!(
+                            "column {name:?} is empty or named twice"
+                        )));
+                    }
+                    out.push((name, kind));
+                }
+                if out.is_empty() {
+                    return Err(serde::de::Error::custom("no columns"));
+                }
+                Ok(ParquetColumns(out))
+            }
+        }
+        d.deserialize_map(Columns)
+    }
+}
+
+fn default_parquet_rows() -> u64 {
+    1_000_000
+}
+
+fn default_row_group() -> usize {
+    128 << 10
 }
 
 /// `type = "postgres"`.

@@ -10,7 +10,7 @@
 //! | [`ops`] | operators: filter, map, project, route, dedupe, window, enrich, early-warning, hl7-to-fhir, validate |
 //! | [`agg`] | window aggregates (count, sum, avg, min, max, first, last, count_distinct, percentile) |
 //! | [`chain`] | one input partition's steps: events in, routed events out, dead letters |
-//! | [`sink`] | file (JSON lines, rotation), PostgreSQL (upsert) and webhook (retry, dead letter) sinks |
+//! | [`sink`] | file (JSON lines, rotation), Parquet (part files), PostgreSQL (upsert) and webhook (retry, dead letter) sinks |
 //! | [`table`] | `enrich` reference tables from a keyed topic, a CSV file or a PostgreSQL query |
 //! | [`state`] | checkpoints in redb: offsets + operator state + output positions, atomically |
 //! | [`runner`] | the read → process → write → checkpoint loop; restart without loss or duplicates |

@@ -19,7 +19,8 @@
 //!   the checkpoint reproduces the same outputs with the same identities (`aorta.emit` =
 //!   `<pipeline>:<topic>/<partition>:<offset>:<n>`). On restart the runner reads back what each
 //!   output topic received after the checkpoint's positions and skips those identities; file
-//!   sinks are truncated to the checkpoint; PostgreSQL rows are upserted by key.
+//!   sinks are truncated to the checkpoint, Parquet parts closed after it are rebuilt from their
+//!   staged rows; PostgreSQL rows are upserted by key.
 //! * **Kafka backend: at-least-once.** State is checkpointed locally with the offsets; a
 //!   partition that moves to another worker starts there from the group's committed offset with
 //!   empty state (changelog topics are future work), and topic outputs may repeat.
@@ -29,7 +30,7 @@ use crate::config::{PipelineConfig, SinkConfig};
 use crate::error::PipelineError;
 use crate::event::{EMIT_HEADER, ERROR_HEADER, Event, LINEAGE_HEADER, OPERATOR_HEADER, Origin};
 use crate::expr::Expr;
-use crate::sink::{FileSink, PostgresSink, Sink, WebhookSink};
+use crate::sink::{FileSink, ParquetSink, PostgresSink, Sink, WebhookSink};
 use crate::state::{OutputCheckpoint, PartitionCheckpoint, StateStore};
 use crate::table::Tables;
 use aorta_log::{ConsumedRecord, Log, LogError, ReadOptions, Record, TopicConfig, TopicPartition};
@@ -242,6 +243,9 @@ fn build_sinks(config: &PipelineConfig) -> Result<Vec<SinkSlot>, PipelineError> 
             SinkConfig::File { path, max_bytes } => {
                 SinkSlot::Other(Box::new(FileSink::new(path.clone(), *max_bytes)))
             }
+            SinkConfig::Parquet(pq) => SinkSlot::Other(Box::new(
+                ParquetSink::new(pq.clone()).map_err(|e| cfg_err(format!("sinks[{i}]: {e}")))?,
+            )),
             SinkConfig::Postgres(pg) => SinkSlot::Other(Box::new(
                 PostgresSink::new(pg.clone()).map_err(|e| cfg_err(format!("sinks[{i}]: {e}")))?,
             )),
@@ -257,7 +261,7 @@ fn build_sinks(config: &PipelineConfig) -> Result<Vec<SinkSlot>, PipelineError> 
             .any(|s| matches!(s, crate::config::StepConfig::Route { .. }))
     {
         return Err(cfg_err(
-            "no sinks: add [[pipelines.sinks]] (type = \"topic\", \"file\", \"postgres\" or \"webhook\")".into(),
+            "no sinks: add [[pipelines.sinks]] (type = \"topic\", \"file\", \"parquet\", \"postgres\" or \"webhook\")".into(),
         ));
     }
     Ok(out)
@@ -420,7 +424,7 @@ impl Runner {
     }
 
     async fn checkpoint(
-        &self,
+        &mut self,
         parts: &BTreeMap<TopicPartition, PartitionRun>,
     ) -> Result<(), PipelineError> {
         let outputs = OutputCheckpoint {
@@ -455,6 +459,11 @@ impl Runner {
                 message: e.to_string(),
             })??;
         self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        for s in self.sinks.iter_mut() {
+            if let SinkSlot::Other(s) = s {
+                s.checkpointed().await;
+            }
+        }
         let offsets: Vec<(TopicPartition, u64)> =
             parts.iter().map(|(tp, r)| (tp.clone(), r.next)).collect();
         if let Err(e) = self.log.commit(&self.config.group(), &offsets).await {
@@ -621,6 +630,17 @@ impl Runner {
         Ok(())
     }
 
+    /// Lets every sink make its buffered output visible (stop or end of input).
+    async fn close_sinks(&mut self) -> Result<(), PipelineError> {
+        for s in self.sinks.iter_mut() {
+            if let SinkSlot::Other(s) = s {
+                let r = s.close().await;
+                r.map_err(|m| sink_error(&self.config.name, s.as_ref(), m))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs until the input ends (bounded) or `stop` turns true, checkpointing every round.
     pub async fn run(
         mut self,
@@ -736,9 +756,8 @@ impl Runner {
         let mut last_checkpoint = std::time::Instant::now();
         loop {
             if *stop.borrow() {
-                if dirty {
-                    self.checkpoint(&parts).await?;
-                }
+                self.close_sinks().await?;
+                self.checkpoint(&parts).await?;
                 break;
             }
             self.tables.refresh(&self.log).await;
@@ -830,6 +849,16 @@ impl Runner {
                 self.write(produced).await?;
                 dirty = true;
                 *self.stats.steps.lock().unwrap_or_else(|e| e.into_inner()) = step_counters(&parts);
+            }
+            if finished {
+                self.close_sinks().await?;
+            } else if !any {
+                for s in self.sinks.iter_mut() {
+                    if let SinkSlot::Other(s) = s {
+                        let moved = s.idle().await;
+                        dirty |= moved.map_err(|m| sink_error(&self.config.name, s.as_ref(), m))?;
+                    }
+                }
             }
             let due = last_checkpoint.elapsed().as_millis() as i64
                 >= self.config.checkpoint_interval.ms();

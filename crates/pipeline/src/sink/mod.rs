@@ -4,10 +4,12 @@
 //! the checkpoint and `recover` brings it back to that position after a crash.
 
 mod file;
+mod parquet;
 mod postgres;
 mod webhook;
 
 pub use file::FileSink;
+pub use parquet::ParquetSink;
 pub use postgres::PostgresSink;
 pub use webhook::WebhookSink;
 
@@ -44,6 +46,22 @@ pub trait Sink: Send + Sync {
     /// Returns the sink to a checkpointed position (`None`: no checkpoint yet), undoing what
     /// was written after it where the sink can (files), or relying on idempotence (upserts).
     async fn recover(&mut self, _position: Option<Value>) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Called once the checkpoint holding the last `position` is durable: what the sink kept
+    /// to rebuild its output after a crash before that checkpoint can go.
+    async fn checkpointed(&mut self) {}
+
+    /// Called when the pipeline has nothing to read; `Ok(true)` when the sink's position
+    /// moved (a part closed on age), so that a checkpoint follows.
+    async fn idle(&mut self) -> Result<bool, String> {
+        Ok(false)
+    }
+
+    /// Called when the pipeline stops or reaches the end of its input, before its last
+    /// checkpoint: buffered output becomes visible (a Parquet part is closed).
+    async fn close(&mut self) -> Result<(), String> {
         Ok(())
     }
 }
