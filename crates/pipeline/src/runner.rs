@@ -30,7 +30,7 @@ use crate::config::{PipelineConfig, SinkConfig};
 use crate::error::PipelineError;
 use crate::event::{EMIT_HEADER, ERROR_HEADER, Event, LINEAGE_HEADER, OPERATOR_HEADER, Origin};
 use crate::expr::Expr;
-use crate::sink::{FileSink, ParquetSink, PostgresSink, Sink, WebhookSink};
+use crate::sink::{FileSink, ParquetSink, PostgresSink, Sink, SinkHealth, WebhookSink};
 use crate::state::{OutputCheckpoint, PartitionCheckpoint, StateStore};
 use crate::table::Tables;
 use aorta_log::{ConsumedRecord, Log, LogError, ReadOptions, Record, TopicConfig, TopicPartition};
@@ -81,6 +81,9 @@ pub struct PipelineStats {
     /// Per step (kind and counters, summed over this worker's partitions), updated after every
     /// round. A partition that moves to another worker takes its counts with it.
     pub steps: std::sync::Mutex<Vec<(String, crate::ops::OpCounters)>>,
+    /// Sinks whose destination is down right now (they are retrying): sink index →
+    /// (description, last error).
+    pub sinks_down: std::sync::Mutex<BTreeMap<usize, (String, String)>>,
 }
 
 /// Each step's counters summed over the partitions this worker runs.
@@ -305,6 +308,13 @@ impl Runner {
     /// The live counters.
     pub fn stats(&self) -> Arc<PipelineStats> {
         self.stats.clone()
+    }
+
+    /// Counts into `stats` instead of fresh counters (a supervisor restarting the pipeline
+    /// keeps one set of counters across runs).
+    pub fn with_stats(mut self, stats: Arc<PipelineStats>) -> Runner {
+        self.stats = stats;
+        self
     }
 
     fn err(&self) -> impl Fn(LogError) -> PipelineError + '_ {
@@ -661,8 +671,14 @@ impl Runner {
             self.read_back(o).await?;
         }
         let mut positions = outputs.map(|o| o.sinks.into_iter()).into_iter().flatten();
-        for s in self.sinks.iter_mut() {
+        self.stats
+            .sinks_down
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        for (i, s) in self.sinks.iter_mut().enumerate() {
             if let SinkSlot::Other(s) = s {
+                s.set_health(SinkHealth::new(self.stats.clone(), i, s.describe()));
                 let r = s.recover(positions.next()).await;
                 r.map_err(|m| sink_error(&self.config.name, s.as_ref(), m))?;
             }

@@ -139,6 +139,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         if let PipelineStatus::Failed(why) = &*p.status.lock().unwrap_or_else(|e| e.into_inner()) {
             problems.push(format!("pipeline {}: {why}", p.name));
         }
+        for (sink, why) in sinks_down(p) {
+            problems.push(format!(
+                "pipeline {} sink {sink}: down, retrying: {why}",
+                p.name
+            ));
+        }
     }
     if problems.is_empty() {
         Json(json!({"status": "ready"})).into_response()
@@ -559,7 +565,13 @@ pub async fn pipelines(State(state): State<AppState>) -> ApiResult {
             }
         }
         let status = p.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let down: Vec<Value> = sinks_down(p)
+            .into_iter()
+            .map(|(sink, why)| json!({"sink": sink, "error": why}))
+            .collect();
         out.push(json!({
+            "sinks_down": down,
+            "restarts": n(&p.control.restarts),
             "name": p.name, "group": p.group, "from": p.from, "dead_letter_topic": p.dead_letter_topic,
             "status": status,
             "input": n(&p.stats.input), "output": n(&p.stats.output),
@@ -570,6 +582,48 @@ pub async fn pipelines(State(state): State<AppState>) -> ApiResult {
         }));
     }
     Ok(Json(json!({"pipelines": out})).into_response())
+}
+
+/// The sinks of `p` whose destination is down: (description, last error).
+fn sinks_down(p: &crate::PipelineInfo) -> Vec<(String, String)> {
+    let m = p.stats.sinks_down.lock().unwrap_or_else(|e| e.into_inner());
+    m.values().cloned().collect()
+}
+
+/// `POST /api/pipelines/{name}/restart`.
+pub async fn restart_pipeline(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let Some(p) = state.components.pipelines.iter().find(|p| p.name == name) else {
+        let known: Vec<&str> = state
+            .components
+            .pipelines
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no pipeline {name:?}; this server runs {known:?}"),
+        ));
+    };
+    let status = p.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if status == PipelineStatus::Stopped {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("pipeline {name:?} is stopped (the server is shutting down)"),
+        ));
+    }
+    audit_action(&state, &who, "restart-pipeline", name.clone(), &headers).await?;
+    p.control.restart.notify_one();
+    tracing::info!(pipeline = %name, by = %who.id, "pipeline restart requested");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"pipeline": name, "restart": "requested", "was": status})),
+    )
+        .into_response())
 }
 
 /// `GET /api/dead-letters/{topic}`: reasons for everyone admitted, bodies for admin only.

@@ -172,6 +172,17 @@ pub struct PipelineInfo {
     pub stats: Arc<aorta_pipeline::PipelineStats>,
     /// Set by whoever runs it.
     pub status: Arc<Mutex<PipelineStatus>>,
+    /// Restart requests to whoever runs it.
+    pub control: Arc<PipelineControl>,
+}
+
+/// The channel between the API and the supervisor that runs a pipeline.
+#[derive(Debug, Default)]
+pub struct PipelineControl {
+    /// Signalled by `POST /api/pipelines/{name}/restart`.
+    pub restart: tokio::sync::Notify,
+    /// Runs started after the first (failures and requests).
+    pub restarts: std::sync::atomic::AtomicU64,
 }
 
 /// A running MLLP listener as the server sees it.
@@ -272,6 +283,7 @@ fn handler(id: RouteId) -> MethodRouter<AppState> {
         RouteId::Alerts => get(api::alerts),
         RouteId::AckAlert => post(api::ack_alert),
         RouteId::ElrAggregates => get(api::elr_aggregates),
+        RouteId::RestartPipeline => post(api::restart_pipeline),
         RouteId::Audit => get(api::audit_entries),
         RouteId::AuditVerify => get(api::audit_verify),
         RouteId::FhirMetadata => get(fhir::metadata),

@@ -54,6 +54,7 @@ pub enum RouteId {
     AlertStream,
     Message,
     ElrAggregates,
+    RestartPipeline,
 }
 
 /// One route.
@@ -117,7 +118,7 @@ pub const ROUTES: &[RouteSpec] = &[
         "/readyz",
         Access::Roles(ANY),
         false,
-        "Readiness: the log answers and no pipeline has failed (503 with the reasons otherwise).",
+        "Readiness: the log answers, no pipeline has failed and no sink is down (503 with the reasons otherwise).",
     ),
     r(
         RouteId::Metrics,
@@ -165,7 +166,15 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/pipelines",
         Access::Roles(OPS),
         false,
-        "Pipelines: status, counters, throughput, lag.",
+        "Pipelines: status, counters, throughput, lag, sinks that are down, restarts.",
+    ),
+    r(
+        RouteId::RestartPipeline,
+        "POST",
+        "/api/pipelines/{name}/restart",
+        Access::Roles(OPS),
+        true,
+        "Restart a pipeline: a failed one at once (no back-off wait), a running one after it stops cleanly (checkpoint taken). 202.",
     ),
     r(
         RouteId::DeadLetters,
@@ -309,7 +318,7 @@ impl RouteId {
     /// Every route id. [`RouteId::index`] is an exhaustive match, so a new variant does not
     /// compile until it is placed here, and the test below fails until it has a row in
     /// [`ROUTES`].
-    pub const ALL: [RouteId; 25] = {
+    pub const ALL: [RouteId; 26] = {
         use RouteId::*;
         [
             Healthz,
@@ -337,6 +346,7 @@ impl RouteId {
             AlertStream,
             Message,
             ElrAggregates,
+            RestartPipeline,
         ]
     };
 
@@ -369,6 +379,7 @@ impl RouteId {
             AlertStream => 22,
             Message => 23,
             ElrAggregates => 24,
+            RestartPipeline => 25,
         }
     }
 }

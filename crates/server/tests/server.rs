@@ -163,6 +163,7 @@ fn concrete(path: &str) -> String {
         .replace("{offset}", "0")
         .replace("{id}", "x1")
         .replace("{type}", "Patient")
+        .replace("{name}", "p")
 }
 
 #[tokio::test]

@@ -218,24 +218,28 @@ pub async fn replay(log: Arc<dyn Log>, config: &Config, args: ReplayArgs) -> any
 }
 
 /// Builds runners for every pipeline of the config (`aorta serve`).
-pub fn runners(log: &Arc<dyn Log>, config: &Config) -> anyhow::Result<Vec<Runner>> {
+pub fn runners(
+    log: &Arc<dyn Log>,
+    config: &Config,
+    options: &RunOptions,
+) -> anyhow::Result<Vec<Runner>> {
     if config.pipelines.is_empty() {
         return Ok(Vec::new());
     }
     check_all(config)?;
-    let state = state_store(config)?;
     let mut out = Vec::new();
     for p in &config.pipelines {
-        out.push(Runner::new(
-            log.clone(),
-            p.clone(),
-            RunOptions {
-                until_end: false,
-                idle_wait: Duration::from_millis(20),
-                state: state.clone(),
-                start: None,
-            },
-        )?);
+        out.push(Runner::new(log.clone(), p.clone(), options.clone())?);
     }
     Ok(out)
+}
+
+/// How `aorta serve` runs its pipelines: unbounded, from their checkpoints.
+pub fn serve_options(config: &Config) -> anyhow::Result<RunOptions> {
+    Ok(RunOptions {
+        until_end: false,
+        idle_wait: Duration::from_millis(20),
+        state: state_store(config)?,
+        start: None,
+    })
 }

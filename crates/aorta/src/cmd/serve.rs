@@ -2,14 +2,23 @@
 //! SIGTERM or Ctrl-C, then stop accepting (MLLP connections and HTTP requests), let in-flight
 //! messages finish (their ACKs are sent), let each pipeline finish its round and checkpoint,
 //! and exit. `aorta demo` starts the same way.
+//!
+//! Each pipeline runs under a supervisor: a run that fails (a sink out of retries, a log error)
+//! is started again from its checkpoint after a back-off (1 s, doubling to 60 s; reset after a
+//! minute of healthy running), and `POST /api/pipelines/{name}/restart` restarts a failed
+//! pipeline at once or a running one after a clean stop. While it waits, the pipeline's status
+//! is `failed` with the reason, so `/readyz` answers 503.
 
 use crate::config::Config;
+use anyhow::Context;
 use aorta_log::Log;
 use aorta_mllp::{MllpServer, MllpSourceConfig};
-use aorta_pipeline::{PipelineError, RunReport};
-use aorta_server::{AppState, Components, MllpInfo, PipelineInfo, PipelineStatus};
+use aorta_pipeline::{PipelineConfig, PipelineError, RunOptions, RunReport, Runner};
+use aorta_server::{AppState, Components, MllpInfo, PipelineControl, PipelineInfo, PipelineStatus};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -81,11 +90,21 @@ pub async fn start(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<Running
         ));
     }
     let mut pipelines = Vec::new();
-    for (runner, p) in super::pipeline::runners(&log, config)?
+    let options = if config.pipelines.is_empty() {
+        None
+    } else {
+        Some(super::pipeline::serve_options(config)?)
+    };
+    for (runner, p) in options
+        .as_ref()
+        .map(|o| super::pipeline::runners(&log, config, o))
+        .transpose()?
+        .unwrap_or_default()
         .into_iter()
         .zip(&config.pipelines)
     {
         let status = Arc::new(Mutex::new(PipelineStatus::Running));
+        let control = Arc::new(PipelineControl::default());
         components.pipelines.push(PipelineInfo {
             name: p.name.clone(),
             group: p.group(),
@@ -93,23 +112,17 @@ pub async fn start(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<Running
             dead_letter_topic: p.dead_letter_topic(),
             stats: runner.stats(),
             status: status.clone(),
+            control: control.clone(),
         });
-        let run = runner.run(stopped.clone());
-        let name = p.name.clone();
-        pipelines.push((
-            p.name.clone(),
-            tokio::spawn(async move {
-                let result = run.await;
-                if let Err(e) = &result {
-                    tracing::error!(pipeline = %name, error = %e, "pipeline stopped");
-                }
-                *status.lock().unwrap_or_else(|e| e.into_inner()) = match &result {
-                    Ok(_) => PipelineStatus::Stopped,
-                    Err(e) => PipelineStatus::Failed(e.to_string()),
-                };
-                result
-            }),
-        ));
+        let supervisor = Supervisor {
+            log: log.clone(),
+            config: p.clone(),
+            options: options.clone().context("pipelines without run options")?,
+            status,
+            control,
+            stop: stopped.clone(),
+        };
+        pipelines.push((p.name.clone(), tokio::spawn(supervisor.run(runner))));
     }
     let (api, api_task) = if config.server.listen.is_empty() {
         (None, None)
@@ -140,6 +153,102 @@ pub async fn start(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<Running
         pipelines,
         api_task,
     })
+}
+
+/// Runs one pipeline until shutdown, restarting it (see the module comment).
+struct Supervisor {
+    log: Arc<dyn Log>,
+    config: PipelineConfig,
+    options: RunOptions,
+    status: Arc<Mutex<PipelineStatus>>,
+    control: Arc<PipelineControl>,
+    stop: watch::Receiver<bool>,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+impl Supervisor {
+    fn set(&self, s: PipelineStatus) {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    async fn run(mut self, first: Runner) -> Result<RunReport, PipelineError> {
+        let name = self.config.name.clone();
+        let stats = first.stats();
+        let mut next = Some(first);
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let runner = match next.take() {
+                Some(r) => Ok(r),
+                None => Runner::new(self.log.clone(), self.config.clone(), self.options.clone())
+                    .map(|r| r.with_stats(stats.clone())),
+            };
+            let started = Instant::now();
+            let mut requested = false;
+            let result = match runner {
+                Err(e) => Err(e),
+                Ok(runner) => {
+                    self.set(PipelineStatus::Running);
+                    let (tx, rx) = watch::channel(false);
+                    let run = runner.run(rx);
+                    tokio::pin!(run);
+                    let mut stopping = false;
+                    loop {
+                        tokio::select! {
+                            r = &mut run => break r,
+                            _ = self.stop.wait_for(|s| *s), if !stopping => {
+                                stopping = true;
+                                tx.send_replace(true);
+                            }
+                            _ = self.control.restart.notified(), if !stopping => {
+                                tracing::info!(pipeline = %name, "restart requested: stopping the run cleanly");
+                                requested = true;
+                                stopping = true;
+                                tx.send_replace(true);
+                            }
+                        }
+                    }
+                }
+            };
+            if *self.stop.borrow() {
+                self.set(match &result {
+                    Ok(_) => PipelineStatus::Stopped,
+                    Err(e) => PipelineStatus::Failed(e.to_string()),
+                });
+                if let Err(e) = &result {
+                    tracing::error!(pipeline = %name, error = %e, "pipeline stopped");
+                }
+                return result;
+            }
+            match result {
+                Ok(report) if !requested => {
+                    self.set(PipelineStatus::Stopped);
+                    return Ok(report);
+                }
+                Ok(_) => backoff = FIRST_BACKOFF,
+                Err(e) => {
+                    if started.elapsed() > MAX_BACKOFF {
+                        backoff = FIRST_BACKOFF;
+                    }
+                    tracing::error!(pipeline = %name, error = %e, retry_in_s = backoff.as_secs(), "pipeline failed; restarting from its checkpoint");
+                    self.set(PipelineStatus::Failed(format!(
+                        "{e} (restarting in {} s, or POST /api/pipelines/{name}/restart)",
+                        backoff.as_secs()
+                    )));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.control.restart.notified() => {
+                            tracing::info!(pipeline = %name, "restart requested");
+                        }
+                        _ = self.stop.wait_for(|s| *s) => return Err(e),
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+            self.control.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Running {

@@ -14,8 +14,44 @@ pub use postgres::PostgresSink;
 pub use webhook::WebhookSink;
 
 use crate::event::Event;
+use crate::runner::PipelineStats;
 use async_trait::async_trait;
 use serde_json::Value;
+use std::sync::Arc;
+
+/// Where a sink says that its destination is down (it is retrying) or back up. The runner
+/// gives each sink one; `/readyz` and `/api/pipelines` read it from the pipeline's stats.
+#[derive(Clone, Default)]
+pub struct SinkHealth {
+    slot: Option<(Arc<PipelineStats>, usize, String)>,
+}
+
+impl SinkHealth {
+    /// Reports into `stats` as sink number `index`, described as `describe`.
+    pub fn new(stats: Arc<PipelineStats>, index: usize, describe: String) -> SinkHealth {
+        SinkHealth {
+            slot: Some((stats, index, describe)),
+        }
+    }
+
+    /// The destination refused or did not answer; the sink retries.
+    pub fn down(&self, why: &str) {
+        if let Some((stats, i, d)) = &self.slot {
+            let mut m = stats.sinks_down.lock().unwrap_or_else(|e| e.into_inner());
+            m.insert(*i, (d.clone(), why.to_string()));
+        }
+    }
+
+    /// A write went through.
+    pub fn up(&self) {
+        if let Some((stats, i, _)) = &self.slot {
+            let mut m = stats.sinks_down.lock().unwrap_or_else(|e| e.into_inner());
+            if !m.is_empty() {
+                m.remove(i);
+            }
+        }
+    }
+}
 
 /// An event a sink gave up on (it goes to the pipeline's dead-letter topic).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +84,9 @@ pub trait Sink: Send + Sync {
     async fn recover(&mut self, _position: Option<Value>) -> Result<(), String> {
         Ok(())
     }
+
+    /// Gives the sink its health reporter (sinks that retry a remote destination use it).
+    fn set_health(&mut self, _health: SinkHealth) {}
 
     /// Called once the checkpoint holding the last `position` is durable: what the sink kept
     /// to rebuild its output after a crash before that checkpoint can go.

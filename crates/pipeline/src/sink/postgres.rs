@@ -8,7 +8,7 @@
 //! capped at 5 s), reconnecting each time, up to `max_attempts`; then the pipeline stops with
 //! the error rather than drop rows.
 
-use super::{Sink, Undelivered};
+use super::{Sink, SinkHealth, Undelivered};
 use crate::config::PostgresSinkConfig;
 use crate::event::Event;
 use async_trait::async_trait;
@@ -23,6 +23,7 @@ pub struct PostgresSink {
     client: Option<Client>,
     upsert: String,
     created: bool,
+    health: SinkHealth,
 }
 
 fn ident_ok(s: &str) -> bool {
@@ -107,6 +108,7 @@ impl PostgresSink {
             client: None,
             upsert,
             created: false,
+            health: SinkHealth::default(),
         })
     }
 
@@ -186,6 +188,10 @@ impl Sink for PostgresSink {
         )
     }
 
+    fn set_health(&mut self, health: SinkHealth) {
+        self.health = health;
+    }
+
     async fn write(&mut self, events: &[(Event, String)]) -> Result<Vec<Undelivered>, String> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -208,12 +214,16 @@ impl Sink for PostgresSink {
                 Err(e) => Err(e),
             };
             match result {
-                Ok(()) => return Ok(Vec::new()),
+                Ok(()) => {
+                    self.health.up();
+                    return Ok(Vec::new());
+                }
                 Err(e) if attempt >= self.config.max_attempts.max(1) => {
                     return Err(format!("{e} (after {attempt} attempts)"));
                 }
                 Err(e) => {
                     tracing::warn!(table = %self.config.table, attempt, error = %e, "postgres sink write failed; retrying");
+                    self.health.down(&e);
                     self.client = None;
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));

@@ -19,7 +19,7 @@
 //! complete out of order. A slow or failing endpoint holds the round, so consumption slows with
 //! it (backpressure); memory stays one round.
 
-use super::{Sink, Undelivered};
+use super::{Sink, SinkHealth, Undelivered};
 use crate::config::WebhookSinkConfig;
 use crate::event::Event;
 use async_trait::async_trait;
@@ -32,6 +32,7 @@ pub struct WebhookSink {
     config: WebhookSinkConfig,
     client: reqwest::Client,
     headers: HeaderMap,
+    health: SinkHealth,
 }
 
 /// One request's outcome.
@@ -88,6 +89,7 @@ impl WebhookSink {
             config,
             client,
             headers,
+            health: SinkHealth::default(),
         })
     }
 
@@ -135,7 +137,10 @@ impl WebhookSink {
                 .send()
                 .await;
             let (why, wait) = match sent {
-                Ok(resp) if resp.status().is_success() => return Outcome::Delivered,
+                Ok(resp) if resp.status().is_success() => {
+                    self.health.up();
+                    return Outcome::Delivered;
+                }
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = resp
@@ -160,6 +165,7 @@ impl WebhookSink {
                 return Outcome::Failed(format!("{why} (after {attempt} attempts)"));
             }
             tracing::warn!(url = %cfg.url, attempt, error = %why, "webhook delivery failed; retrying");
+            self.health.down(&why);
             tokio::time::sleep(wait.unwrap_or(delay)).await;
             delay = (delay * 2).min(cap);
         }
@@ -193,6 +199,10 @@ impl Sink for WebhookSink {
             self.config.concurrency,
             self.config.max_attempts
         )
+    }
+
+    fn set_health(&mut self, health: SinkHealth) {
+        self.health = health;
     }
 
     async fn write(&mut self, events: &[(Event, String)]) -> Result<Vec<Undelivered>, String> {
