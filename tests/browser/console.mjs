@@ -1,14 +1,15 @@
 // Drives the Aorta console in headless Chromium. Run by crates/aorta/tests/console_e2e.rs,
 // which starts `aorta serve` with configs/sepsis.toml and passes:
 //   AORTA_BASE (http://127.0.0.1:port), AORTA_TOKEN (admin), AORTA_MLLP (host:port),
-//   AORTA_SHOTS (directory for screenshots), CHROMIUM (executable; default /usr/bin/chromium).
+//   AORTA_SHOTS (directory for screenshots), CHROMIUM (executable; default /usr/bin/chromium),
+//   AORTA_ELR_MLLP (the ELR listener) and AORTA_ELR_MESSAGES (a JSON array of ORU^R01 lab reports).
 // Prints one JSON line of what it saw; exits non-zero on the first failed expectation.
 import { chromium } from "playwright-core";
 import net from "node:net";
 
 const base = process.env.AORTA_BASE, token = process.env.AORTA_TOKEN, mllp = process.env.AORTA_MLLP;
 const shots = process.env.AORTA_SHOTS;
-const [host, port] = mllp.split(":");
+const elrMllp = process.env.AORTA_ELR_MLLP, elrMessages = JSON.parse(process.env.AORTA_ELR_MESSAGES || "[]");
 
 function hl7ts(ms) {
   return new Date(ms).toISOString().replace(/[-:T]/g, "").slice(0, 14) + "+0000";
@@ -32,8 +33,9 @@ function oru(ctrl, mrn, ms, v) {
   ].join("\r") + "\r";
 }
 
-// Sends messages over MLLP and resolves with their ACK codes (MSA-1).
-function send(messages) {
+// Sends messages over MLLP to `addr` (host:port) and resolves with their ACK codes (MSA-1).
+function send(messages, addr = mllp) {
+  const [host, port] = addr.split(":");
   return new Promise((resolve, reject) => {
     const sock = net.connect(Number(port), host);
     const acks = [];
@@ -106,6 +108,32 @@ try {
   expect(seen.steps.some((t) => t.startsWith("[0] hl7-to-fhir")) && seen.steps.some((t) => t.startsWith("[0] early-warning")), "per-operator counters in the graph: " + seen.steps);
   expect(seen.topics.includes("hl7.inbound") && seen.topics.includes("fhir.clinical"), "topics listed: " + seen.topics);
   if (shots) await page.screenshot({ path: shots + "/console-overview.png", fullPage: true });
+
+  // Restart a pipeline from the overview: the request is accepted and the restart counted.
+  await page.click("#pipelines tbody tr[data-pipeline='elr-route'] button.restart");
+  await page.waitForFunction(() => document.querySelector("#status").textContent.includes("restart of elr-route requested"), null, { timeout: 5000 });
+  await page.waitForFunction(() => {
+    const row = document.querySelector("#pipelines tbody tr[data-pipeline='elr-route']");
+    return row && row.textContent.includes("(restarts: 1)") && row.querySelector(".pill.running");
+  }, null, { timeout: 10000 });
+  seen.restarted = "elr-route";
+
+  // Lab reports: two ORU^R01 over the ELR listener; the first one's day closes and shows.
+  const elrAcks = await send(elrMessages, elrMllp);
+  expect(elrAcks.length === 2 && elrAcks.every((a) => a === "AA"), "both lab reports ACKed AA: " + elrAcks);
+  await page.click("nav button[data-tab=labs]");
+  await page.fill("#labs-j", "WA");
+  const labsDeadline = Date.now() + 15000;
+  for (;;) {
+    await page.click("#labs-load");
+    await page.waitForTimeout(300);
+    if (await page.$("#labs-table tbody tr[data-jurisdiction='WA']")) break;
+    expect(Date.now() < labsDeadline, "a closed WA aggregate appears: " + (await page.textContent("#labs-msg")));
+  }
+  seen.labs = (await page.textContent("#labs-table tbody tr")).replace(/\s+/g, " ").trim();
+  const cells = await page.$$eval("#labs-table tbody tr:first-child td", (tds) => tds.map((t) => t.textContent.trim()));
+  expect(JSON.stringify(cells) === JSON.stringify(["2021-02-27", "WA", "94500-6", "1", "1", "0", "0", "100.0 %"]), "the aggregate row: " + cells);
+  if (shots) await page.screenshot({ path: shots + "/console-labs.png" });
 
   // The HR of 400 was dead-lettered by the early-warning step: replay it from the UI.
   await page.click("nav button[data-tab=dlq]");

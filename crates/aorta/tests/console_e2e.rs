@@ -2,7 +2,9 @@
 //! `configs/sepsis.toml`, headless Chromium driven by `tests/browser/console.mjs`
 //! (playwright-core). The browser signs in, watches a NEWS2 alert appear live after an HL7 ORU
 //! is sent over MLLP, acknowledges it, replays a dead letter from the UI and opens the message
-//! viewer. Afterwards the log is checked: the replayed record is back on its source topic, the
+//! viewer; with the ELR pipelines beside sepsis it sends two lab reports over the second MLLP
+//! listener, reads the closed daily aggregate on the Lab reports tab, and restarts the
+//! `elr-route` pipeline from the overview. Afterwards the log is checked: the replayed record is back on its source topic, the
 //! ack is durable, the audit chain verifies, and the server's logs hold no patient identifiers.
 //!
 //! Needs node, `tests/browser/node_modules` (`npm ci` there) and Chromium (Debian `chromium`);
@@ -48,16 +50,33 @@ async fn console_shows_a_live_alert_acks_it_and_replays_a_dead_letter() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mllp, api) = (free_port(), free_port());
+    let (mllp, api, elr_mllp) = (free_port(), free_port(), free_port());
     let sepsis = std::fs::read_to_string(repo().join("configs/sepsis.toml")).unwrap();
+    // The ELR pipelines beside sepsis, as `aorta demo` runs them (one [server] table).
+    let elr = std::fs::read_to_string(repo().join("configs/elr.toml")).unwrap();
+    let elr_server = "[server]\nlisten = \"127.0.0.1:8080\"\n";
+    assert!(elr.contains(elr_server));
     let config_text = format!(
-        "[log.embedded]\ndata_dir = \"{}\"\n\n{}",
+        "[log.embedded]\ndata_dir = \"{}\"\n\n{}\n{}",
         data.display(),
         sepsis
             .replace("127.0.0.1:2575", &format!("127.0.0.1:{mllp}"))
-            .replace("127.0.0.1:8080", &format!("127.0.0.1:{api}"))
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{api}")),
+        elr.replace(elr_server, "")
+            .replace("127.0.0.1:2576", &format!("127.0.0.1:{elr_mllp}"))
     );
     assert!(config_text.contains(&format!("127.0.0.1:{api}")));
+    // Two lab reports: a positive SARS-CoV-2 PCR from Washington collected 2021-02-27, and the
+    // same a year later, whose collection time moves the watermark past the first day's window
+    // (grace 3 days), so the console has one closed daily aggregate to show.
+    let fixture = std::fs::read_to_string(
+        repo().join("crates/clinical/tests/fixtures/elr-covid-positive.hl7"),
+    )
+    .unwrap();
+    let later = fixture
+        .replace("2021", "2022")
+        .replace("RL-000123", "RL-000124");
+    let elr_messages = serde_json::json!([fixture, later]).to_string();
     let config = dir.path().join("aorta.toml");
     std::fs::write(&config, config_text).unwrap();
     let aorta = env!("CARGO_BIN_EXE_aorta");
@@ -96,6 +115,8 @@ async fn console_shows_a_live_alert_acks_it_and_replays_a_dead_letter() {
         .env("AORTA_BASE", &base)
         .env("AORTA_TOKEN", &token)
         .env("AORTA_MLLP", format!("127.0.0.1:{mllp}"))
+        .env("AORTA_ELR_MLLP", format!("127.0.0.1:{elr_mllp}"))
+        .env("AORTA_ELR_MESSAGES", &elr_messages)
         .env("AORTA_SHOTS", &shots)
         .output()
         .unwrap();
@@ -137,6 +158,7 @@ async fn console_shows_a_live_alert_acks_it_and_replays_a_dead_letter() {
     );
     eprintln!("console saw: {seen}");
     assert!(shots.join("console-alerts.png").exists());
+    assert!(shots.join("console-labs.png").exists());
 
     let log = EmbeddedLog::open(EmbeddedConfig::new(&data)).unwrap();
     let mut replayed = 0;

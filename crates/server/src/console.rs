@@ -337,6 +337,8 @@ pub async fn overview(State(state): State<AppState>) -> Result<Response, ApiErro
                 "name": p.name, "from": p.from, "dead_letter_topic": p.dead_letter_topic,
                 "running": status == PipelineStatus::Running, "status": status,
                 "input": n(&p.stats.input), "output": n(&p.stats.output), "dead_lettered": n(&p.stats.dead_lettered),
+                "restarts": n(&p.control.restarts),
+                "sinks_down": p.stats.sinks_down.lock().unwrap_or_else(|e| e.into_inner()).values().map(|(s, e)| json!({"sink": s, "error": e})).collect::<Vec<_>>(),
                 "steps": p.stats.steps.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, c)| json!({"op": k, "in": c.input, "out": c.output, "dropped": c.dropped, "errors": c.errors})).collect::<Vec<_>>(),
             })
         })
