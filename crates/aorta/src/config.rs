@@ -104,6 +104,10 @@ pub struct StateConfig {
     /// Directory of the checkpoint store. Default: `<data_dir>/pipelines` on the embedded
     /// backend, `./aorta-state` on Kafka.
     pub dir: Option<std::path::PathBuf>,
+    /// Kafka only: do not restore operator state from the pipelines' changelog topics;
+    /// partitions without a local checkpoint start at the group's committed offsets with empty
+    /// state (windows, dedupe keys, alert suppression forgotten). Default false.
+    pub ignore_changelog: bool,
 }
 
 /// Ingest sources for `aorta serve`.

@@ -5,7 +5,7 @@
 
 use aorta_kafka::{KafkaConfig, KafkaLog};
 use aorta_log::{Log, Record, TopicConfig};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -172,4 +172,396 @@ async fn a_killed_worker_s_partitions_move_to_the_survivor_and_nothing_is_lost()
             );
         }
     }
+}
+
+/// The partitions a worker's last group assignment gave its pipeline (from its JSON log).
+fn pipeline_partitions(log: &std::path::Path) -> Option<u64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            let m = v["fields"]["message"].as_str().unwrap_or("");
+            m == "joined the pipeline's consumer group" || m == "group rebalanced"
+        })
+        .filter_map(|v| v["fields"]["partitions"].as_u64())
+        .next_back()
+}
+
+const TAG_PIPELINE: &str = r#"[[pipelines]]
+name = "tag"
+from = ["vitals-in"]
+steps = [{ op = "map", set = { seen = "true" } }]
+sinks = [{ type = "topic", topic = "vitals-out", partitions = 6 }]
+"#;
+
+fn serve_worker(
+    dir: &std::path::Path,
+    bootstrap: &str,
+    name: &str,
+    pipelines: &str,
+) -> (Child, std::path::PathBuf) {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"[log]
+backend = "kafka"
+[log.kafka]
+bootstrap = "{bootstrap}"
+replication_factor = 1
+session_timeout_ms = 6000
+[state]
+dir = "{state}"
+[[sources.mllp]]
+listen = "127.0.0.1:{mllp}"
+[server]
+listen = ""
+
+{pipelines}"#,
+            state = dir.join(format!("{name}-state")).display(),
+            mllp = aorta_testkit::free_port(),
+        ),
+    )
+    .unwrap();
+    let log_path = dir.join(format!("{name}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_aorta"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--log-format", "json", "serve"])
+        .env("AORTA_LOG", "info,rdkafka=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    (child, log_path)
+}
+
+async fn out_seqs(log: &KafkaLog) -> HashSet<u64> {
+    let mut got = HashSet::new();
+    let Ok(d) = log.describe_topic("vitals-out").await else {
+        return got;
+    };
+    for p in d.partitions {
+        let mut at = p.log_start;
+        while at < p.high_watermark {
+            let b = log
+                .read(
+                    "vitals-out",
+                    p.partition,
+                    at,
+                    aorta_log::ReadOptions::default(),
+                )
+                .await
+                .unwrap();
+            if b.records.is_empty() {
+                break;
+            }
+            at = b.next_offset(at);
+            for r in b.records {
+                let v: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
+                assert_eq!(v["seen"], true);
+                got.insert(v["seq"].as_u64().unwrap());
+            }
+        }
+    }
+    got
+}
+
+async fn produce_json(log: &KafkaLog, seqs: std::ops::Range<u64>) {
+    for chunk in seqs.collect::<Vec<_>>().chunks(100) {
+        let records = chunk
+            .iter()
+            .map(|s| Record::new(format!("{{\"seq\":{s}}}")).with_key(format!("k{s}")))
+            .collect();
+        log.produce("vitals-in", records, 0).await.unwrap();
+    }
+}
+
+/// A pipeline run by two `aorta serve` workers on Kafka: the group splits the input's
+/// partitions between them; one is SIGKILLed and the other takes all of them over; every
+/// input record reaches the output (at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_s_partitions_are_split_between_workers_and_move_on_a_kill() {
+    let Some(broker) = aorta_testkit::broker() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = KafkaLog::connect(KafkaConfig {
+        replication_factor: 1,
+        ..KafkaConfig::new(broker.bootstrap.clone())
+    })
+    .await
+    .unwrap();
+    log.create_topic(
+        "vitals-in",
+        TopicConfig {
+            partitions: 6,
+            ..TopicConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    produce_json(&log, 0..600).await;
+    let (mut a, log_a) = serve_worker(dir.path(), &broker.bootstrap, "worker-a", TAG_PIPELINE);
+    let (mut b, log_b) = serve_worker(dir.path(), &broker.bootstrap, "worker-b", TAG_PIPELINE);
+    let show = |what: &str| {
+        format!(
+            "{what}\n--- worker-a\n{}\n--- worker-b\n{}",
+            std::fs::read_to_string(&log_a).unwrap_or_default(),
+            std::fs::read_to_string(&log_b).unwrap_or_default()
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (pa, pb) = (pipeline_partitions(&log_a), pipeline_partitions(&log_b));
+        if pa.is_some_and(|n| n > 0) && pb.is_some_and(|n| n > 0) && pa.unwrap() + pb.unwrap() == 6
+        {
+            eprintln!("split: worker A {pa:?} partitions, worker B {pb:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            show("the group never split the partitions")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    produce_json(&log, 600..1200).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out_seqs(&log).await.len() < 1200 {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            show("phase 1 never completed")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    a.kill().unwrap(); // SIGKILL: no leave-group, no final commit
+    a.wait().unwrap();
+    produce_json(&log, 1200..2000).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = out_seqs(&log).await;
+        if (0..2000).all(|s| got.contains(&s)) && pipeline_partitions(&log_b) == Some(6) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            show(&format!("after the kill: {} of 2000 out", got.len()))
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
+    assert!(
+        b.wait().unwrap().success(),
+        "{}",
+        show("worker B did not stop cleanly")
+    );
+}
+
+const WINDOW_PIPELINE: &str = r#"[[pipelines]]
+name = "per-key"
+from = ["w-in"]
+[[pipelines.steps]]
+op = "window"
+key = "k"
+time = "ts"
+kind = "tumbling"
+size = "100s"
+aggregates = { n = "count()", total = "sum(seq)" }
+[[pipelines.sinks]]
+type = "topic"
+topic = "w-out"
+partitions = 6
+"#;
+
+/// Event time of input `seq` in the window test: one second apart from an epoch-aligned base.
+const BASE_MS: i64 = 1_700_000_000_000;
+const WINDOW_MS: i64 = 100_000;
+
+async fn produce_keyed(log: &KafkaLog, seqs: std::ops::Range<u64>) {
+    for chunk in seqs.collect::<Vec<_>>().chunks(100) {
+        let records = chunk
+            .iter()
+            .map(|s| {
+                let k = format!("k{}", s % 60);
+                let ts = BASE_MS + *s as i64 * 1000;
+                Record::new(format!("{{\"seq\":{s},\"k\":\"{k}\",\"ts\":{ts}}}")).with_key(k)
+            })
+            .collect();
+        log.produce("w-in", records, 0).await.unwrap();
+    }
+}
+
+/// Every window result in `w-out`: (key, window_start) → each emitted (n, total).
+async fn window_results(log: &KafkaLog) -> BTreeMap<(String, i64), Vec<(u64, u64)>> {
+    let mut out: BTreeMap<(String, i64), Vec<(u64, u64)>> = BTreeMap::new();
+    let Ok(d) = log.describe_topic("w-out").await else {
+        return out;
+    };
+    for p in d.partitions {
+        let mut at = p.log_start;
+        while at < p.high_watermark {
+            let b = log
+                .read("w-out", p.partition, at, aorta_log::ReadOptions::default())
+                .await
+                .unwrap();
+            if b.records.is_empty() {
+                break;
+            }
+            at = b.next_offset(at);
+            for r in b.records {
+                let v: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
+                let k = v["k"].as_str().unwrap().to_string();
+                let n = v["n"].as_u64().unwrap();
+                let total = v["total"].as_f64().unwrap() as u64;
+                out.entry((k, v["window_start"].as_i64().unwrap()))
+                    .or_default()
+                    .push((n, total));
+            }
+        }
+    }
+    out
+}
+
+/// A stateful pipeline (per-key 100 s tumbling windows) run by two Kafka workers: one is
+/// SIGKILLed while it holds open windows and is processing; the survivor restores those
+/// partitions' window state from the pipeline's changelog topic and every window result,
+/// including each emitted again after the takeover, equals an independent count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_partition_continues_with_its_window_state_from_the_changelog() {
+    let Some(broker) = aorta_testkit::broker() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = KafkaLog::connect(KafkaConfig {
+        replication_factor: 1,
+        ..KafkaConfig::new(broker.bootstrap.clone())
+    })
+    .await
+    .unwrap();
+    log.create_topic(
+        "w-in",
+        TopicConfig {
+            partitions: 6,
+            ..TopicConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    produce_keyed(&log, 0..600).await;
+    let (mut a, log_a) = serve_worker(dir.path(), &broker.bootstrap, "worker-a", WINDOW_PIPELINE);
+    let (mut b, log_b) = serve_worker(dir.path(), &broker.bootstrap, "worker-b", WINDOW_PIPELINE);
+    let show = |what: &str| {
+        format!(
+            "{what}\n--- worker-a\n{}\n--- worker-b\n{}",
+            std::fs::read_to_string(&log_a).unwrap_or_default(),
+            std::fs::read_to_string(&log_b).unwrap_or_default()
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (pa, pb) = (pipeline_partitions(&log_a), pipeline_partitions(&log_b));
+        if pa.is_some_and(|n| n > 0) && pb.is_some_and(|n| n > 0) && pa.unwrap() + pb.unwrap() == 6
+        {
+            eprintln!("split: worker A {pa:?} partitions, worker B {pb:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            show("the group never split the partitions")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    produce_keyed(&log, 600..1200).await;
+    // Wait until the changelog records all 1200 inputs: both workers hold open windows
+    // (1100 s..1200 s) whose state exists only in their memory, local stores and the changelog.
+    let changelog = aorta_pipeline::changelog::topic_for("pipeline.per-key");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = log.describe_topic("w-in").await.unwrap();
+        let cps = aorta_pipeline::changelog::read_latest(&log, &changelog)
+            .await
+            .unwrap_or_default();
+        let covered = d.partitions.iter().all(|p| {
+            cps.get(&aorta_log::TopicPartition::new(
+                "w-in".to_string(),
+                p.partition,
+            ))
+            .is_some_and(|cp| cp.next_offset == p.high_watermark)
+        });
+        if covered {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            show("the changelog never covered the input")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Kill A while it works on more input.
+    produce_keyed(&log, 1200..1500).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    a.kill().unwrap(); // SIGKILL: no leave-group, no final checkpoint
+    a.wait().unwrap();
+    produce_keyed(&log, 1500..2000).await;
+    // One far-future record per partition moves every watermark past the last window.
+    for p in 0..6 {
+        let v = format!(
+            "{{\"seq\":0,\"k\":\"flush-{p}\",\"ts\":{}}}",
+            BASE_MS + 10_000_000
+        );
+        log.append("w-in", p, vec![Record::new(v)]).await.unwrap();
+    }
+    let mut expected: BTreeMap<(String, i64), (u64, u64)> = BTreeMap::new();
+    for s in 0..2000u64 {
+        let start = BASE_MS + (s as i64 * 1000) / WINDOW_MS * WINDOW_MS;
+        let e = expected.entry((format!("k{}", s % 60), start)).or_default();
+        e.0 += 1;
+        e.1 += s;
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let got = loop {
+        let got = window_results(&log).await;
+        if expected.keys().all(|k| got.contains_key(k)) && pipeline_partitions(&log_b) == Some(6) {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            show(&format!(
+                "after the kill: {} of {} windows out",
+                got.len(),
+                expected.len()
+            ))
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut repeated = 0;
+    for (k, results) in &got {
+        let want = expected
+            .get(k)
+            .unwrap_or_else(|| panic!("unexpected window {k:?}: {results:?}"));
+        for r in results {
+            assert_eq!(
+                r, want,
+                "window {k:?}: emitted {results:?}, true (count, sum) {want:?}"
+            );
+        }
+        repeated += results.len() - 1;
+    }
+    eprintln!(
+        "{} windows, all equal to the independent count; {repeated} emitted again after the takeover",
+        got.len()
+    );
+    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
+    assert!(
+        b.wait().unwrap().success(),
+        "{}",
+        show("worker B did not stop cleanly")
+    );
 }

@@ -373,6 +373,7 @@ impl Inner {
                 retention_ms: None,
                 retention_bytes: None,
                 segment_bytes: 0,
+                compact: false,
             },
             partitions,
         })
@@ -678,6 +679,9 @@ impl Log for KafkaLog {
         }
         if config.segment_bytes != TopicConfig::default().segment_bytes {
             topic = topic.set("segment.bytes", &segment_bytes);
+        }
+        if config.compact {
+            topic = topic.set("cleanup.policy", "compact");
         }
         let opts = AdminOptions::new().operation_timeout(Some(self.inner.config.timeout()));
         let results = self

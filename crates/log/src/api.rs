@@ -52,6 +52,10 @@ pub struct TopicConfig {
     pub retention_bytes: Option<u64>,
     /// Roll to a new segment file once the active one reaches this size. Default 128 MiB.
     pub segment_bytes: u64,
+    /// Keep only the latest record per key (Kafka `cleanup.policy=compact`), for topics that
+    /// hold state such as pipeline changelogs. Default false. The embedded log does not compact
+    /// (it keeps every record, so readers must take the last record per key themselves).
+    pub compact: bool,
 }
 
 impl Default for TopicConfig {
@@ -61,6 +65,7 @@ impl Default for TopicConfig {
             retention_ms: None,
             retention_bytes: None,
             segment_bytes: 128 << 20,
+            compact: false,
         }
     }
 }

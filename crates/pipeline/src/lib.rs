@@ -13,6 +13,7 @@
 //! | [`sink`] | file (JSON lines, rotation), Parquet (part files), PostgreSQL (upsert) and webhook (retry, dead letter) sinks |
 //! | [`table`] | `enrich` reference tables from a keyed topic, a CSV file or a PostgreSQL query |
 //! | [`state`] | checkpoints in redb: offsets + operator state + output positions, atomically |
+//! | [`changelog`] | the same per-partition checkpoints on a compacted topic, so a partition that moves to another worker (Kafka) keeps its state |
 //! | [`runner`] | the read → process → write → checkpoint loop; restart without loss or duplicates |
 //!
 //! ## Invariants
@@ -22,7 +23,8 @@
 //! * An operator that fails on one event never stops the pipeline: the event goes to the
 //!   dead-letter topic with `aorta.error` and `aorta.operator` headers.
 //! * Every output carries `aorta.lineage` (`topic/partition/offset` of its source record).
-//! * A checkpoint is taken only after the outputs it covers are durable.
+//! * A checkpoint is taken only after the outputs it covers are durable; group offsets are
+//!   committed only after the checkpoint (and, on a shared log, its changelog records).
 //! * Everything is bounded: reads per round (`max_read_bytes`), open windows, dedupe keys.
 //!
 //! ## Must not depend on
@@ -31,6 +33,7 @@
 
 pub mod agg;
 pub mod chain;
+pub mod changelog;
 pub mod config;
 pub mod duration;
 pub mod error;

@@ -14,6 +14,11 @@
 //! A slow sink delays the next round, so consumption slows with it; memory is bounded by one
 //! round's reads and outputs.
 //!
+//! ## Partitions
+//! An unbounded run joins the pipeline's consumer group and processes the partitions the group
+//! assigns it; on a new generation it checkpoints, drops revoked partitions and opens the new
+//! ones. Bounded runs (`until_end`: replays, `pipeline run --until-end`) read every partition.
+//!
 //! ## Delivery
 //! * **Embedded backend: exactly-once effect.** Operators are deterministic, so replaying from
 //!   the checkpoint reproduces the same outputs with the same identities (`aorta.emit` =
@@ -21,9 +26,10 @@
 //!   output topic received after the checkpoint's positions and skips those identities; file
 //!   sinks are truncated to the checkpoint, Parquet parts closed after it are rebuilt from their
 //!   staged rows; PostgreSQL rows are upserted by key.
-//! * **Kafka backend: at-least-once.** State is checkpointed locally with the offsets; a
-//!   partition that moves to another worker starts there from the group's committed offset with
-//!   empty state (changelog topics are future work), and topic outputs may repeat.
+//! * **Kafka backend: at-least-once.** State is checkpointed locally with the offsets and also
+//!   appended to the pipeline's changelog topic ([`crate::changelog`]); a partition that moves
+//!   to another worker continues there from the changelog's offset with the state recorded at
+//!   it, and what was done after that checkpoint is done again (topic outputs may repeat).
 
 use crate::chain::{Chain, Target};
 use crate::config::{PipelineConfig, SinkConfig};
@@ -54,6 +60,11 @@ pub struct RunOptions {
     /// Where to start when the pipeline has no checkpoint for a partition (replays). Default:
     /// the group's committed offset, else the partition's start.
     pub start: Option<StartAt>,
+    /// On a shared log (Kafka), restore assigned partitions from the pipeline's changelog
+    /// ([`crate::changelog`]). `false` starts partitions without a local checkpoint from the
+    /// group's committed offsets with empty state (`aorta demo` on Kafka: a fresh ward on a
+    /// cluster that kept the last run). Changelog records are written either way.
+    pub restore_changelog: bool,
 }
 
 /// A replay's starting point.
@@ -186,6 +197,11 @@ pub struct Runner {
     stats: Arc<PipelineStats>,
     suppress: HashSet<String>,
     tables: Tables,
+    /// The changelog topic, for unbounded runs on a shared log ([`crate::changelog`]).
+    changelog: Option<String>,
+    /// Per partition, the next offset the changelog last recorded (unchanged ones are not
+    /// written again).
+    logged: BTreeMap<TopicPartition, u64>,
 }
 
 fn log_err(pipeline: &str) -> impl Fn(LogError) -> PipelineError + '_ {
@@ -302,6 +318,8 @@ impl Runner {
             stats: Arc::new(PipelineStats::default()),
             suppress: HashSet::new(),
             tables,
+            changelog: None,
+            logged: BTreeMap::new(),
         })
     }
 
@@ -437,6 +455,16 @@ impl Runner {
         &mut self,
         parts: &BTreeMap<TopicPartition, PartitionRun>,
     ) -> Result<(), PipelineError> {
+        self.checkpoint_and(parts, true).await
+    }
+
+    /// A checkpoint; `commit`: also commit the offsets to the group (not after a rebalance
+    /// took partitions away: the group has moved on, and a commit then can stall the client).
+    async fn checkpoint_and(
+        &mut self,
+        parts: &BTreeMap<TopicPartition, PartitionRun>,
+        commit: bool,
+    ) -> Result<(), PipelineError> {
         let outputs = OutputCheckpoint {
             topics: self.output_positions().await?,
             sinks: self
@@ -460,6 +488,14 @@ impl Runner {
                 )
             })
             .collect();
+        let changed: Vec<(TopicPartition, PartitionCheckpoint)> = match &self.changelog {
+            Some(_) => snaps
+                .iter()
+                .filter(|(tp, cp)| self.logged.get(tp) != Some(&cp.next_offset))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
         let store = self.options.state.clone();
         let name = self.config.name.clone();
         tokio::task::spawn_blocking(move || store.save(&name, &outputs, &snaps))
@@ -474,8 +510,26 @@ impl Runner {
                 s.checkpointed().await;
             }
         }
+        if let Some(topic) = &self.changelog {
+            match crate::changelog::write(self.log.as_ref(), topic, &changed).await {
+                Ok(()) => {
+                    for (tp, cp) in changed {
+                        self.logged.insert(tp, cp.next_offset);
+                    }
+                }
+                Err(e) => {
+                    // No group commit either: a committed offset must never run ahead of the
+                    // state the changelog holds for it.
+                    tracing::warn!(pipeline = %self.config.name, changelog = %topic, error = %e, "changelog append failed (the local checkpoint holds the progress; retried at the next checkpoint)");
+                    return Ok(());
+                }
+            }
+        }
         let offsets: Vec<(TopicPartition, u64)> =
             parts.iter().map(|(tp, r)| (tp.clone(), r.next)).collect();
+        if !commit || offsets.is_empty() {
+            return Ok(());
+        }
         if let Err(e) = self.log.commit(&self.config.group(), &offsets).await {
             tracing::warn!(pipeline = %self.config.name, error = %e, "group offset commit failed (the checkpoint holds the progress)");
         }
@@ -640,6 +694,134 @@ impl Runner {
         Ok(())
     }
 
+    /// A new assignment of the pipeline's group: checkpoint what this worker had (a revoked
+    /// partition's next owner continues from the committed offsets), drop revoked partitions,
+    /// open newly assigned ones from the local checkpoint or the group's committed offset.
+    async fn rebalance(
+        &mut self,
+        parts: &mut BTreeMap<TopicPartition, PartitionRun>,
+        assignment: aorta_log::Assignment,
+    ) -> Result<(), PipelineError> {
+        self.checkpoint_and(parts, false).await?;
+        let now: std::collections::BTreeSet<TopicPartition> =
+            assignment.partitions.into_iter().collect();
+        let before = parts.len();
+        parts.retain(|tp, _| now.contains(tp));
+        let revoked = before - parts.len();
+        let name = self.config.name.clone();
+        let store = self.options.state.clone();
+        let (_, mut saved) = tokio::task::spawn_blocking(move || store.load(&name))
+            .await
+            .map_err(|e| PipelineError::State {
+                path: "load task".into(),
+                message: e.to_string(),
+            })??;
+        self.merge_changelog(&mut saved).await?;
+        let mut added = 0;
+        for tp in now {
+            if let std::collections::btree_map::Entry::Vacant(slot) = parts.entry(tp) {
+                let run = self.open_partition(slot.key(), &mut saved).await?;
+                slot.insert(run);
+                added += 1;
+            }
+        }
+        tracing::info!(pipeline = %self.config.name, generation = assignment.generation, revoked, added, partitions = parts.len(), "group rebalanced");
+        Ok(())
+    }
+
+    /// Folds the changelog's checkpoints (what other workers recorded) into `saved`.
+    async fn merge_changelog(
+        &mut self,
+        saved: &mut BTreeMap<TopicPartition, PartitionCheckpoint>,
+    ) -> Result<(), PipelineError> {
+        let Some(topic) = self
+            .changelog
+            .as_ref()
+            .filter(|_| self.options.restore_changelog)
+        else {
+            return Ok(());
+        };
+        let remote = crate::changelog::read_latest(self.log.as_ref(), topic)
+            .await
+            .map_err(log_err(&self.config.name))?;
+        for (tp, cp) in &remote {
+            self.logged.insert(tp.clone(), cp.next_offset);
+        }
+        let n = remote.len();
+        crate::changelog::merge(saved, remote);
+        tracing::debug!(pipeline = %self.config.name, changelog = %topic, partitions = n, "changelog read");
+        Ok(())
+    }
+
+    /// Sets up one source partition: its chain restored from `saved` (the local checkpoint),
+    /// else started per `options.start`, the group's committed offset or the log start.
+    async fn open_partition(
+        &self,
+        tp: &TopicPartition,
+        saved: &mut BTreeMap<TopicPartition, PartitionCheckpoint>,
+    ) -> Result<PartitionRun, PipelineError> {
+        let mut chain = Chain::build(&self.config, &self.tables)?;
+        let next = match saved.remove(tp) {
+            Some(cp) => {
+                chain
+                    .restore(cp.states)
+                    .map_err(|message| PipelineError::Config {
+                        pipeline: self.config.name.clone(),
+                        message: format!("{tp}: {message}"),
+                    })?;
+                cp.next_offset
+            }
+            None => match self.options.start {
+                Some(StartAt::Offset(o)) => o.max(
+                    self.log
+                        .offsets(&tp.topic, tp.partition)
+                        .await
+                        .map_err(self.err())?
+                        .log_start,
+                ),
+                Some(StartAt::TimeMs(_)) => {
+                    self.log
+                        .offsets(&tp.topic, tp.partition)
+                        .await
+                        .map_err(self.err())?
+                        .log_start
+                }
+                None => match self
+                    .log
+                    .committed(&self.config.group(), tp)
+                    .await
+                    .map_err(self.err())?
+                {
+                    Some(o) => o,
+                    None => {
+                        self.log
+                            .offsets(&tp.topic, tp.partition)
+                            .await
+                            .map_err(self.err())?
+                            .log_start
+                    }
+                },
+            },
+        };
+        let end = if self.options.until_end {
+            Some(
+                self.log
+                    .offsets(&tp.topic, tp.partition)
+                    .await
+                    .map_err(self.err())?
+                    .high_watermark,
+            )
+        } else {
+            None
+        };
+        Ok(PartitionRun {
+            topic: Arc::from(tp.topic.as_str()),
+            chain,
+            next,
+            end,
+        })
+    }
+
     /// Lets every sink make its buffered output visible (stop or end of input).
     async fn close_sinks(&mut self) -> Result<(), PipelineError> {
         for s in self.sinks.iter_mut() {
@@ -693,70 +875,45 @@ impl Runner {
             })?;
         let mut parts: BTreeMap<TopicPartition, PartitionRun> = BTreeMap::new();
         let mut saved = saved;
-        for tp in sources {
-            let mut chain = Chain::build(&self.config, &self.tables)?;
-            let next = match saved.remove(&tp) {
-                Some(cp) => {
-                    chain
-                        .restore(cp.states)
-                        .map_err(|message| PipelineError::Config {
-                            pipeline: self.config.name.clone(),
-                            message: format!("{tp}: {message}"),
-                        })?;
-                    cp.next_offset
+        // Unbounded runs are members of the pipeline's consumer group and process the
+        // partitions it assigns them (all of them when they run alone); bounded runs (replays,
+        // `--until-end`) read every partition.
+        let mut membership = None;
+        let mut assigned = sources;
+        if !self.options.until_end && !assigned.is_empty() {
+            let m = self
+                .log
+                .join_group(&self.config.group(), &self.config.from)
+                .await
+                .map_err(self.err())?;
+            assigned = m.assignment().partitions;
+            tracing::info!(pipeline = %self.config.name, group = %self.config.group(), generation = m.assignment().generation, partitions = assigned.len(), "joined the pipeline's consumer group");
+            membership = Some(m);
+            if crate::changelog::wanted(self.log.as_ref()) {
+                let topic = crate::changelog::topic_for(&self.config.group());
+                crate::changelog::ensure(self.log.as_ref(), &topic)
+                    .await
+                    .map_err(self.err())?;
+                self.changelog = Some(topic);
+                if self.options.restore_changelog {
+                    self.merge_changelog(&mut saved).await?;
                 }
-                None => match self.options.start {
-                    Some(StartAt::Offset(o)) => o.max(
-                        self.log
-                            .offsets(&tp.topic, tp.partition)
-                            .await
-                            .map_err(self.err())?
-                            .log_start,
-                    ),
-                    Some(StartAt::TimeMs(_)) => {
-                        self.log
-                            .offsets(&tp.topic, tp.partition)
-                            .await
-                            .map_err(self.err())?
-                            .log_start
-                    }
-                    None => match self
-                        .log
-                        .committed(&self.config.group(), &tp)
-                        .await
-                        .map_err(self.err())?
-                    {
-                        Some(o) => o,
-                        None => {
-                            self.log
-                                .offsets(&tp.topic, tp.partition)
-                                .await
-                                .map_err(self.err())?
-                                .log_start
-                        }
-                    },
-                },
+            }
+        }
+        let mut generation = membership.as_ref().map_or(0, |m| m.assignment().generation);
+        // Resolves when the group rebalances (never without a group, or once it is gone).
+        async fn rebalanced(m: &mut Option<aorta_log::Membership>) {
+            let ok = match m {
+                Some(m) => m.changed().await.is_ok(),
+                None => false,
             };
-            let end = if self.options.until_end {
-                Some(
-                    self.log
-                        .offsets(&tp.topic, tp.partition)
-                        .await
-                        .map_err(self.err())?
-                        .high_watermark,
-                )
-            } else {
-                None
-            };
-            parts.insert(
-                tp.clone(),
-                PartitionRun {
-                    topic: Arc::from(tp.topic.as_str()),
-                    chain,
-                    next,
-                    end,
-                },
-            );
+            if !ok {
+                std::future::pending::<()>().await
+            }
+        }
+        for tp in assigned {
+            let run = self.open_partition(&tp, &mut saved).await?;
+            parts.insert(tp, run);
         }
         if first_run {
             // A base checkpoint before the first output: a crash before the first regular
@@ -775,6 +932,13 @@ impl Runner {
                 self.close_sinks().await?;
                 self.checkpoint(&parts).await?;
                 break;
+            }
+            if let Some(a) = membership.as_ref().map(|m| m.assignment())
+                && a.generation != generation
+            {
+                generation = a.generation;
+                self.rebalance(&mut parts, a).await?;
+                dirty = false;
             }
             self.tables.refresh(&self.log).await;
             let mut produced: Vec<(Target, Event, String)> = Vec::new();
@@ -845,7 +1009,9 @@ impl Runner {
                     }
                 }
             }
-            let finished = parts.values().all(|r| r.end.is_some_and(|e| r.next >= e));
+            // Only bounded runs finish (an unbounded one with no partitions assigned just waits).
+            let finished = self.options.until_end
+                && parts.values().all(|r| r.end.is_some_and(|e| r.next >= e));
             if finished {
                 for (tp, run) in parts.iter_mut() {
                     let mut out = Vec::new();
@@ -892,6 +1058,7 @@ impl Runner {
                     tokio::select! {
                         _ = tokio::time::sleep(self.options.idle_wait) => {}
                         _ = stop.changed() => {}
+                        _ = rebalanced(&mut membership) => {}
                     }
                     continue;
                 }
@@ -910,6 +1077,7 @@ impl Runner {
                 tokio::select! {
                     (r, _, _) = futures::future::select_all(waits) => { r.map_err(log_err(&self.config.name))?; }
                     _ = stop.changed() => {}
+                    _ = rebalanced(&mut membership) => {}
                 }
             }
         }

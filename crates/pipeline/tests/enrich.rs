@@ -161,6 +161,7 @@ async fn a_missing_csv_or_key_column_stops_the_pipeline_with_the_reason() {
                 idle_wait: Duration::from_millis(10),
                 state: StateStore::open(&state).unwrap(),
                 start: None,
+                restore_changelog: true,
             };
             let (_tx, rx) = tokio::sync::watch::channel(false);
             Runner::new(log, config, options)
@@ -237,6 +238,7 @@ async fn a_topic_table_keeps_the_latest_value_per_key_and_follows_updates() {
         idle_wait: Duration::from_millis(10),
         state: StateStore::open(&dir.path().join("s")).unwrap(),
         start: None,
+        restore_changelog: true,
     };
     let (stop, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(Runner::new(log.clone(), config, options).unwrap().run(rx));

@@ -157,6 +157,7 @@ async fn measure(args: &PipelineBenchArgs, dir: &std::path::Path) -> anyhow::Res
         idle_wait: Duration::from_millis(10),
         state: StateStore::open(&dir.join("state/state.redb"))?,
         start: None,
+        restore_changelog: true,
     };
     options.state.reset(&config.name)?;
     let (_stop, stopped) = tokio::sync::watch::channel(false);

@@ -308,6 +308,9 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             std::fs::remove_dir_all(&dir)?;
         }
         config.state.dir = Some(dir);
+        // … and so does their operator state: the last run's windows, dedupe keys and alert
+        // suppression stay in the changelogs, unread.
+        config.state.ignore_changelog = true;
     }
     config.sources = sepsis.sources;
     config.sources.mllp.extend(elr.sources.mllp);

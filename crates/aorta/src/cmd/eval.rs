@@ -247,6 +247,7 @@ pub async fn run(cmd: EvalCmd) -> anyhow::Result<()> {
         idle_wait: Duration::from_millis(10),
         state: StateStore::open(&scratch.path().join("state"))?,
         start: None,
+        restore_changelog: true,
     };
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let t1 = Instant::now();

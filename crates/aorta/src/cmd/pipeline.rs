@@ -175,6 +175,7 @@ pub async fn run(log: Arc<dyn Log>, config: &Config, args: RunArgs) -> anyhow::R
         idle_wait: Duration::from_millis(20),
         state: state_store(config)?,
         start: None,
+        restore_changelog: true,
     };
     run_one(log, p, options, args.json).await.map(|_| ())
 }
@@ -209,6 +210,7 @@ pub async fn replay(log: Arc<dyn Log>, config: &Config, args: ReplayArgs) -> any
         idle_wait: Duration::from_millis(20),
         state,
         start: Some(start),
+        restore_changelog: true,
     };
     eprintln!(
         "replaying {} from {} into topic {}",
@@ -241,5 +243,6 @@ pub fn serve_options(config: &Config) -> anyhow::Result<RunOptions> {
         idle_wait: Duration::from_millis(20),
         state: state_store(config)?,
         start: None,
+        restore_changelog: !config.state.ignore_changelog,
     })
 }

@@ -22,6 +22,10 @@ pub enum TopicsCmd {
         /// Roll to a new segment file at this size.
         #[arg(long, default_value_t = TopicConfig::default().segment_bytes)]
         segment_bytes: u64,
+        /// Keep only the latest record per key (Kafka: cleanup.policy=compact; the embedded
+        /// log records the setting but keeps every record).
+        #[arg(long)]
+        compact: bool,
         /// Succeed without changes if the topic exists.
         #[arg(long)]
         if_not_exists: bool,
@@ -71,6 +75,7 @@ pub async fn run(log: &dyn Log, cmd: TopicsCmd) -> anyhow::Result<()> {
             retention_ms,
             retention_bytes,
             segment_bytes,
+            compact,
             if_not_exists,
         } => {
             let config = TopicConfig {
@@ -78,6 +83,7 @@ pub async fn run(log: &dyn Log, cmd: TopicsCmd) -> anyhow::Result<()> {
                 retention_ms,
                 retention_bytes,
                 segment_bytes,
+                compact,
             };
             match log.create_topic(&name, config).await {
                 Ok(d) => println!(

@@ -35,6 +35,7 @@ async fn run_config(
         idle_wait: Duration::from_millis(10),
         state: StateStore::open(state).unwrap(),
         start: None,
+        restore_changelog: true,
     };
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     Runner::new(log.clone(), config, options)
