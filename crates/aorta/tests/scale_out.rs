@@ -361,7 +361,11 @@ async fn a_pipeline_s_partitions_are_split_between_workers_and_move_on_a_kill() 
     );
 }
 
-const WINDOW_PIPELINE: &str = r#"[[pipelines]]
+/// The window pipeline of the changelog test: results to a topic and, upserted by key, to
+/// PostgreSQL `table`.
+fn window_pipeline(pg_url: &str, table: &str) -> String {
+    format!(
+        r#"[[pipelines]]
 name = "per-key"
 from = ["w-in"]
 [[pipelines.steps]]
@@ -370,12 +374,29 @@ key = "k"
 time = "ts"
 kind = "tumbling"
 size = "100s"
-aggregates = { n = "count()", total = "sum(seq)" }
+aggregates = {{ n = "count()", total = "sum(seq)" }}
 [[pipelines.sinks]]
 type = "topic"
 topic = "w-out"
 partitions = 6
-"#;
+[[pipelines.sinks]]
+type = "postgres"
+url = "{pg_url}"
+table = "{table}"
+create_table = true
+key = ["k", "window_start"]
+columns = {{ k = "text", window_start = "bigint", n = "bigint", total = "double precision" }}
+"#
+    )
+}
+
+async fn pg(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
 
 /// Event time of input `seq` in the window test: one second apart from an epoch-aligned base.
 const BASE_MS: i64 = 1_700_000_000_000;
@@ -435,6 +456,16 @@ async fn a_moved_partition_continues_with_its_window_state_from_the_changelog() 
     let Some(broker) = aorta_testkit::broker() else {
         return;
     };
+    let Some(pg_url) = aorta_testkit::postgres_url() else {
+        return;
+    };
+    let table = format!("aorta_kafka_windows_{}", std::process::id());
+    pg(&pg_url)
+        .await
+        .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+        .await
+        .unwrap();
+    let pipeline = window_pipeline(&pg_url, &table);
     let dir = tempfile::tempdir().unwrap();
     let log = KafkaLog::connect(KafkaConfig {
         replication_factor: 1,
@@ -452,8 +483,8 @@ async fn a_moved_partition_continues_with_its_window_state_from_the_changelog() 
     .await
     .unwrap();
     produce_keyed(&log, 0..600).await;
-    let (mut a, log_a) = serve_worker(dir.path(), &broker.bootstrap, "worker-a", WINDOW_PIPELINE);
-    let (mut b, log_b) = serve_worker(dir.path(), &broker.bootstrap, "worker-b", WINDOW_PIPELINE);
+    let (mut a, log_a) = serve_worker(dir.path(), &broker.bootstrap, "worker-a", &pipeline);
+    let (mut b, log_b) = serve_worker(dir.path(), &broker.bootstrap, "worker-b", &pipeline);
     let show = |what: &str| {
         format!(
             "{what}\n--- worker-a\n{}\n--- worker-b\n{}",
@@ -554,9 +585,37 @@ async fn a_moved_partition_continues_with_its_window_state_from_the_changelog() 
         }
         repeated += results.len() - 1;
     }
+    // The PostgreSQL sink upserted the same results: one row per window, equal to the count.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let rows: BTreeMap<(String, i64), (u64, u64)> = pg(&pg_url)
+            .await
+            .query(
+                &format!("SELECT k, window_start, n, total FROM {table}"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let n: i64 = r.get(2);
+                let total: f64 = r.get(3);
+                ((r.get(0), r.get(1)), (n as u64, total as u64))
+            })
+            .collect();
+        if rows.len() >= expected.len() || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        rows, expected,
+        "{table}: rows after the takeover vs the independent count"
+    );
     eprintln!(
-        "{} windows, all equal to the independent count; {repeated} emitted again after the takeover",
-        got.len()
+        "{} windows, all equal to the independent count (topic and {} PostgreSQL rows); {repeated} emitted again after the takeover",
+        got.len(),
+        rows.len()
     );
     unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
     assert!(
