@@ -623,4 +623,9 @@ async fn a_moved_partition_continues_with_its_window_state_from_the_changelog() 
         "{}",
         show("worker B did not stop cleanly")
     );
+    pg(&pg_url)
+        .await
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
 }
