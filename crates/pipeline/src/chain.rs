@@ -162,12 +162,12 @@ impl Chain {
     }
 
     /// Every step's state, in order.
-    pub fn snapshot(&self) -> Vec<Option<Value>> {
+    pub fn snapshot(&self) -> Vec<Option<crate::ops::State>> {
         self.ops.iter().map(|o| o.snapshot()).collect()
     }
 
     /// Restores the steps' state from a checkpoint of the same pipeline.
-    pub fn restore(&mut self, states: Vec<Option<Value>>) -> Result<(), String> {
+    pub fn restore(&mut self, states: Vec<Option<crate::ops::State>>) -> Result<(), String> {
         if states.len() != self.ops.len() {
             return Err(format!(
                 "the checkpoint has {} steps, the pipeline {}: the steps changed; replay the pipeline (aorta replay) to rebuild its state",
@@ -177,7 +177,7 @@ impl Chain {
         }
         for (i, (op, s)) in self.ops.iter_mut().zip(states).enumerate() {
             if let Some(s) = s {
-                op.restore(s).map_err(|e| {
+                op.restore(&s).map_err(|e| {
                     format!(
                         "steps[{i}] ({}): checkpointed state does not fit: {e}",
                         op.kind()

@@ -134,7 +134,7 @@ mod tests {
     fn cp(next: u64) -> PartitionCheckpoint {
         PartitionCheckpoint {
             next_offset: next,
-            states: vec![Some(serde_json::json!({ "n": next }))],
+            states: vec![crate::ops::state_of(&serde_json::json!({ "n": next }))],
         }
     }
 

@@ -7,7 +7,8 @@
 //!        ─▶ decode ─▶ steps (one Chain per input partition: its own state and watermark)
 //!        ─▶ write: topics (sinks, routes, late, dead letters) concurrently, then the other
 //!           sinks; every write is durable when it returns
-//!        ─▶ checkpoint (at most every checkpoint_interval, and when idle, stopping or done):
+//!        ─▶ checkpoint (at most every checkpoint_interval, and after idle_wait without input,
+//!           when stopping or done):
 //!           offsets + operator state + output positions, one redb transaction
 //!        ─▶ commit the group's offsets (for lag; the checkpoint is what a restart trusts)
 //! ```
@@ -1044,7 +1045,10 @@ impl Runner {
             }
             let due = last_checkpoint.elapsed().as_millis() as i64
                 >= self.config.checkpoint_interval.ms();
-            if dirty && (finished || due || !any || *stop.borrow()) {
+            // Under a steady trickle of records a checkpoint after every short lull would put a
+            // store commit (an fsync) in front of the next record; so an idle round checkpoints
+            // only once the wait below found nothing for `idle_wait`.
+            if dirty && (finished || due || *stop.borrow() || (!any && keys.is_empty())) {
                 self.checkpoint(&parts).await?;
                 last_checkpoint = std::time::Instant::now();
                 dirty = false;
@@ -1074,10 +1078,17 @@ impl Runner {
                     let next = parts.get(tp).map_or(0, |r| r.next);
                     Box::pin(log.read(&tp.topic, tp.partition, next, wait))
                 });
-                tokio::select! {
-                    (r, _, _) = futures::future::select_all(waits) => { r.map_err(log_err(&self.config.name))?; }
-                    _ = stop.changed() => {}
-                    _ = rebalanced(&mut membership) => {}
+                let quiet = tokio::select! {
+                    (r, _, _) = futures::future::select_all(waits) => {
+                        r.map_err(log_err(&self.config.name))?.records.is_empty()
+                    }
+                    _ = stop.changed() => false,
+                    _ = rebalanced(&mut membership) => false,
+                };
+                if quiet && dirty {
+                    self.checkpoint(&parts).await?;
+                    last_checkpoint = std::time::Instant::now();
+                    dirty = false;
                 }
             }
         }

@@ -165,14 +165,14 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
         .api
         .clone()
         .ok_or_else(|| anyhow::anyhow!("no API"))?;
-    let patients = ward(args.patients, 96);
+    let patients = Arc::new(ward(args.patients, 96));
     let planned: u64 = args.rates.iter().map(|r| r * args.seconds).sum::<u64>()
         + 2 * args.load_rate * args.seconds;
     // Whole minutes: HL7 times carry seconds, and an alert's time must name its message.
     let base_ms =
         (aorta_log::record::now_ms() - (planned as i64 + 10) * MINUTE).div_euclid(MINUTE) * MINUTE;
     let mut client = MllpClient::connect(&mllp, Duration::from_secs(10)).await?;
-    for p in &patients {
+    for p in patients.iter() {
         client
             .send(admission(p, base_ms - 3_600_000, 0).as_bytes())
             .await?;
@@ -233,6 +233,8 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
         "offered/s", "achieved/s", "ACK p50/p99/max ms", "alerts", "ACK->alert p50/p99/max ms"
     );
     let mut first = 0u64;
+    let senders_rt = super::serve::DedicatedRuntime::new("bench-mllp-senders")?;
+    let senders = senders_rt.handle()?;
     let mut results: Vec<(String, Phase)> = Vec::new();
     let mut run_phase = async |label: String, rate: u64, clients: usize| -> anyhow::Result<Phase> {
         alert_lat.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -241,17 +243,14 @@ pub async fn run(args: SepsisBenchArgs, data_dir: &std::path::Path) -> anyhow::R
         } else {
             None
         };
-        let (acks, sent, wall) = phase(
-            &mllp,
-            &patients,
-            first,
-            rate,
-            args.seconds,
-            args.connections,
-            base_ms,
-            acked.clone(),
-        )
-        .await?;
+        // The senders (the measuring instrument) run on a runtime of their own, as they would
+        // in a separate process: the in-process API clients must not delay a send or the
+        // reading of its ACK, or their queueing would be counted as the server's latency.
+        let (m, pts, acks_in) = (mllp.clone(), patients.clone(), acked.clone());
+        let (secs, conns) = (args.seconds, args.connections);
+        let (acks, sent, wall) = senders
+            .spawn(async move { phase(&m, &pts, first, rate, secs, conns, base_ms, acks_in).await })
+            .await??;
         first += sent;
         let behind = running.drain(Duration::from_secs(60)).await;
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -38,6 +38,39 @@ pub async fn signalled() {
 }
 
 type MllpTask = (JoinHandle<()>, Arc<aorta_mllp::Stats>, String);
+
+/// A one-thread runtime beside the main one. `serve` runs the MLLP sources on one, so that an
+/// ACK (the latency a sending system feels) never waits in a queue behind API requests, SSE
+/// streams or pipeline I/O on the main runtime; their durable appends run on its blocking pool.
+pub(crate) struct DedicatedRuntime(Option<tokio::runtime::Runtime>);
+
+impl DedicatedRuntime {
+    pub(crate) fn new(thread_name: &str) -> std::io::Result<DedicatedRuntime> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(thread_name)
+            .enable_all()
+            .build()?;
+        Ok(DedicatedRuntime(Some(rt)))
+    }
+
+    pub(crate) fn handle(&self) -> anyhow::Result<tokio::runtime::Handle> {
+        self.0
+            .as_ref()
+            .map(|rt| rt.handle().clone())
+            .ok_or_else(|| anyhow::anyhow!("the runtime is shut down"))
+    }
+}
+
+impl Drop for DedicatedRuntime {
+    /// Dropping a runtime blocks, which is not allowed inside the main runtime: its tasks have
+    /// ended by now (shutdown waited for them), so let its threads go in the background.
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
 type PipelineTask = (String, JoinHandle<Result<RunReport, PipelineError>>);
 
 /// Everything `serve` runs.
@@ -54,6 +87,8 @@ pub struct Running {
     mllp: Vec<MllpTask>,
     pipelines: Vec<PipelineTask>,
     api_task: Option<JoinHandle<std::io::Result<()>>>,
+    /// Held for the MLLP tasks' lifetime (declared last: dropped after them).
+    _ingest: DedicatedRuntime,
 }
 
 /// Starts the MLLP sources, the pipelines and the API of `config`.
@@ -71,8 +106,16 @@ pub async fn start(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<Running
     };
     let mut mllp = Vec::new();
     let mut mllp_addrs = Vec::new();
+    let ingest = DedicatedRuntime::new("aorta-ingest")?;
+    let on_ingest = ingest.handle()?;
     for source in sources {
-        let server = MllpServer::bind(source.clone(), log.clone()).await?;
+        // Bound on the ingest runtime so that the listener and its connections are driven by
+        // its reactor.
+        let bind = {
+            let (source, log) = (source.clone(), log.clone());
+            on_ingest.spawn(async move { MllpServer::bind(source, log).await })
+        };
+        let server = bind.await??;
         let addr = server.local_addr()?;
         tracing::info!(%addr, topic = %source.topic, "MLLP listening");
         let stats = server.stats();
@@ -84,7 +127,7 @@ pub async fn start(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<Running
         });
         mllp_addrs.push(addr);
         mllp.push((
-            tokio::spawn(server.run(stopped.clone())),
+            on_ingest.spawn(server.run(stopped.clone())),
             stats,
             source.listen,
         ));
@@ -152,6 +195,7 @@ pub async fn start(log: Arc<dyn Log>, config: &Config) -> anyhow::Result<Running
         mllp,
         pipelines,
         api_task,
+        _ingest: ingest,
     })
 }
 

@@ -6,7 +6,7 @@ use super::{OpResult, Operator, Out, event_time, reject};
 use crate::duration::Duration;
 use crate::event::Event;
 use crate::expr::Expr;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 
 /// The operator.
@@ -102,19 +102,21 @@ impl Operator for Dedupe {
     fn dropped(&self) -> u64 {
         self.dropped
     }
-    fn snapshot(&self) -> Option<Value> {
+    fn snapshot(&self) -> Option<super::State> {
         let mut keys: Vec<(&String, &i64)> = self.seen.iter().collect();
         keys.sort();
-        Some(json!({"stream_time": self.stream_time, "seen": keys, "dropped": self.dropped}))
+        super::state_of(
+            &json!({"stream_time": self.stream_time, "seen": keys, "dropped": self.dropped}),
+        )
     }
-    fn restore(&mut self, state: Value) -> Result<(), String> {
+    fn restore(&mut self, state: &super::RawValue) -> Result<(), String> {
         #[derive(serde::Deserialize)]
         struct S {
             stream_time: i64,
             seen: Vec<(String, i64)>,
             dropped: u64,
         }
-        let s: S = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        let s: S = super::state_as(state)?;
         self.stream_time = s.stream_time;
         self.seen = s.seen.into_iter().collect();
         self.dropped = s.dropped;

@@ -326,13 +326,13 @@ impl Operator for EarlyWarning {
         self.dropped
     }
 
-    fn snapshot(&self) -> Option<Value> {
+    fn snapshot(&self) -> Option<super::State> {
         let sorted: std::collections::BTreeMap<&String, &Held> = self.patients.iter().collect();
-        serde_json::to_value(sorted).ok()
+        super::state_of(&sorted)
     }
 
-    fn restore(&mut self, state: Value) -> Result<(), String> {
-        self.patients = serde_json::from_value(state).map_err(|e| e.to_string())?;
+    fn restore(&mut self, state: &super::RawValue) -> Result<(), String> {
+        self.patients = super::state_as(state)?;
         Ok(())
     }
 }

@@ -147,22 +147,22 @@ impl Operator for Elr {
     fn dropped(&self) -> u64 {
         self.dropped
     }
-    fn snapshot(&self) -> Option<Value> {
+    fn snapshot(&self) -> Option<super::State> {
         let ids: Vec<(&u64, &String, u64)> = self
             .order
             .iter()
             .map(|(seq, id)| (seq, id, self.seen.get(id).map_or(0, |x| x.0)))
             .collect();
-        Some(json!({"next_seq": self.next_seq, "ids": ids, "dropped": self.dropped}))
+        super::state_of(&json!({"next_seq": self.next_seq, "ids": ids, "dropped": self.dropped}))
     }
-    fn restore(&mut self, state: Value) -> Result<(), String> {
+    fn restore(&mut self, state: &super::RawValue) -> Result<(), String> {
         #[derive(serde::Deserialize)]
         struct S {
             next_seq: u64,
             ids: Vec<(u64, String, u64)>,
             dropped: u64,
         }
-        let s: S = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        let s: S = super::state_as(state)?;
         self.next_seq = s.next_seq;
         self.dropped = s.dropped;
         self.seen.clear();

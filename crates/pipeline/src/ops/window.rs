@@ -51,13 +51,23 @@ struct Session {
     accs: WindowAccs,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Snapshot {
     stream_time: i64,
     seq: u64,
     late: u64,
     open: Vec<((i64, String, i64), Open)>,
     sessions: Vec<(String, Vec<(i64, Session)>)>,
+}
+
+/// [`Snapshot`] by reference: what a checkpoint writes, without copying the windows.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    stream_time: i64,
+    seq: u64,
+    late: u64,
+    open: Vec<((i64, &'a str, i64), &'a Open)>,
+    sessions: Vec<(&'a str, Vec<(i64, &'a Session)>)>,
 }
 
 /// The operator.
@@ -417,13 +427,13 @@ impl Operator for Window {
         }
     }
 
-    fn snapshot(&self) -> Option<Value> {
-        let mut sessions: Vec<(String, Vec<(i64, Session)>)> = self
+    fn snapshot(&self) -> Option<super::State> {
+        let mut sessions: Vec<(&str, Vec<(i64, &Session)>)> = self
             .sessions
             .iter()
-            .map(|(k, m)| (k.clone(), m.iter().map(|(s, v)| (*s, v.clone())).collect()))
+            .map(|(k, m)| (k.as_str(), m.iter().map(|(s, v)| (*s, v)).collect()))
             .collect();
-        sessions.sort_by(|a, b| a.0.cmp(&b.0));
+        sessions.sort_by(|a, b| a.0.cmp(b.0));
         let open = if self.kind == WindowKind::Session {
             Vec::new()
         } else {
@@ -431,22 +441,22 @@ impl Operator for Window {
                 .iter()
                 .filter_map(|(end, key, start)| {
                     let o = self.open.get(key)?.get(start)?;
-                    Some(((*end, key.clone(), *start), o.clone()))
+                    Some(((*end, key.as_str(), *start), o))
                 })
                 .collect()
         };
-        let snap = Snapshot {
+        let snap = SnapshotRef {
             stream_time: self.stream_time,
             seq: self.seq,
             late: self.late,
             open,
             sessions,
         };
-        serde_json::to_value(snap).ok()
+        super::state_of(&snap)
     }
 
-    fn restore(&mut self, state: Value) -> Result<(), String> {
-        let s: Snapshot = serde_json::from_value(state).map_err(|e| e.to_string())?;
+    fn restore(&mut self, state: &super::RawValue) -> Result<(), String> {
+        let s: Snapshot = super::state_as(state)?;
         self.stream_time = s.stream_time;
         self.seq = s.seq;
         self.late = s.late;
