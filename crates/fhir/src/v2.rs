@@ -292,10 +292,28 @@ impl<'a> Reader<'_, 'a> {
 
     /// XPN → HumanName.
     fn name(&self, r: &Repetition<'a>) -> Option<Value> {
-        // XPN-1 family, -2/-3 given, -4 suffix, -5 prefix, -6 degree (a suffix).
-        let mut n = self.human_name(r, 1, &[2, 3], 5, &[4, 6]);
+        // XPN-1 family, -2/-3 given, -4 suffix, -5 prefix, -6 degree and -14 professional
+        // suffix (suffixes), -15 "called by" (a given name, as FHIR-Converter).
+        let mut n = self.human_name(r, 1, &[2, 3, 15], 5, &[4, 6, 14]);
         if n.is_empty() {
             return None;
+        }
+        // XPN-10 validity range (DR), else XPN-12/13 effective and expiration dates.
+        let mut period = Map::new();
+        let start = self
+            .date(self.sc(r, 10, 1))
+            .or_else(|| self.date(self.c(r, 12)));
+        let end = self
+            .date(self.sc(r, 10, 2))
+            .or_else(|| self.date(self.c(r, 13)));
+        if let Some(v) = start {
+            period.insert("start".into(), v);
+        }
+        if let Some(v) = end {
+            period.insert("end".into(), v);
+        }
+        if !period.is_empty() {
+            n.insert("period".into(), Value::Object(period));
         }
         // Table 0200 → name-use (v2-to-FHIR ConceptMap "NameType").
         if let Some(u) = self.c(r, 7) {
@@ -356,8 +374,9 @@ impl<'a> Reader<'_, 'a> {
         Some(Value::Object(a))
     }
 
-    /// XTN → ContactPoint.
-    fn telecom(&self, r: &Repetition<'a>) -> Option<Value> {
+    /// XTN → ContactPoint; `default_use` applies when XTN-2 names none (as FHIR-Converter:
+    /// PID-13 home, PID-14 and NK1-6 work).
+    fn telecom(&self, r: &Repetition<'a>, default_use: Option<&str>) -> Option<Value> {
         let equipment = self.c(r, 3);
         let value = if equipment.as_deref() == Some("Internet") {
             self.c(r, 4)
@@ -372,10 +391,10 @@ impl<'a> Reader<'_, 'a> {
         let mut t = json!({"value": value});
         // Table 0202 → contact-point-system.
         let system = match equipment.as_deref() {
-            Some("PH" | "CP" | "BP") => Some("phone"),
+            Some("PH" | "CP") => Some("phone"),
+            Some("BP") => Some("pager"),
             Some("FX") => Some("fax"),
             Some("Internet" | "X.400") => Some("email"),
-            Some("BP ") => Some("pager"),
             Some(_) => Some("other"),
             None => None,
         };
@@ -387,11 +406,28 @@ impl<'a> Reader<'_, 'a> {
             Some("PRN" | "ORN" | "VHN") => Some("home"),
             Some("WPN") => Some("work"),
             Some("PRS") => Some("mobile"),
-            _ if equipment.as_deref() == Some("CP") => Some("mobile"),
-            _ => None,
+            _ => default_use,
         };
         if let Some(u) = use_ {
             t["use"] = json!(u);
+        }
+        // XTN-13/14: the period it was in use; XTN-18: preference order.
+        let mut period = serde_json::Map::new();
+        if let Some(start) = self.date(self.c(r, 13)) {
+            period.insert("start".into(), start);
+        }
+        if let Some(end) = self.date(self.c(r, 14)) {
+            period.insert("end".into(), end);
+        }
+        if !period.is_empty() {
+            t["period"] = Value::Object(period);
+        }
+        if let Some(rank) = self
+            .c(r, 18)
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n > 0)
+        {
+            t["rank"] = json!(rank);
         }
         Some(t)
     }
@@ -601,17 +637,16 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
     insert(
         &mut p,
         "name",
-        non_empty(r.reps(pid, 5).iter().filter_map(|x| r.name(x)).collect()),
+        // PID-5 names, then PID-9 aliases.
+        non_empty(
+            [5, 9]
+                .iter()
+                .flat_map(|&f| r.reps(pid, f))
+                .filter_map(|x| r.name(&x))
+                .collect(),
+        ),
     );
-    // Table 0001 → administrative-gender (v2-to-FHIR ConceptMap "AdministrativeSex").
-    let gender = match r.f(pid, 8).as_deref() {
-        Some("M") => Some("male"),
-        Some("F") => Some("female"),
-        Some("O" | "A" | "N") => Some("other"),
-        Some("U") => Some("unknown"),
-        _ => None,
-    };
-    insert(&mut p, "gender", gender.map(|g| json!(g)));
+    insert(&mut p, "gender", gender(r.f(pid, 8)).map(|g| json!(g)));
     insert(&mut p, "birthDate", r.date(r.f(pid, 7)));
     insert(
         &mut p,
@@ -626,16 +661,21 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
     let mut telecom: Vec<Value> = r
         .reps(pid, 13)
         .iter()
-        .filter_map(|x| r.telecom(x))
+        .filter_map(|x| r.telecom(x, Some("home")))
         .collect();
-    telecom.extend(r.reps(pid, 14).iter().filter_map(|x| {
-        let mut t = r.telecom(x)?;
-        if t.get("use").is_none() {
-            t["use"] = json!("work");
-        }
-        Some(t)
-    }));
+    telecom.extend(
+        r.reps(pid, 14)
+            .iter()
+            .filter_map(|x| r.telecom(x, Some("work"))),
+    );
     insert(&mut p, "telecom", non_empty(telecom));
+    let contacts: Vec<Value> = r
+        .msg
+        .segments()
+        .filter(|s| s.id() == b"NK1")
+        .filter_map(|nk1| contact(r, &nk1))
+        .collect();
+    insert(&mut p, "contact", non_empty(contacts));
     if let Some(mut m) = r.codeable_field(pid, 16) {
         if let Some(c) = m.pointer_mut("/coding/0") {
             c["system"] = json!("http://terminology.hl7.org/CodeSystem/v3-MaritalStatus");
@@ -738,7 +778,8 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
         ext.push(json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-animal", "extension": animal}));
     }
     insert(&mut p, "extension", non_empty(ext));
-    if let Some(lang) = r.codeable_field(pid, 15) {
+    if let Some(mut lang) = r.codeable_field(pid, 15) {
+        bcp47_languages(&mut lang);
         p["communication"] = json!([{"language": lang, "preferred": true}]);
     }
     let id = if key.is_empty() {
@@ -754,6 +795,110 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
         resource_id("Patient", &k)
     };
     b.add(p, id)
+}
+
+/// PID-15 codes from table 0296 (ISO 639-2, three letters) → BCP-47, the code system FHIR
+/// binds `Patient.communication.language` to (as FHIR-Converter does). Codings of other
+/// systems and unknown codes are left as sent.
+fn bcp47_languages(concept: &mut Value) {
+    let Some(codings) = concept.get_mut("coding").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for c in codings {
+        let from_0296 = c["system"] == "http://terminology.hl7.org/CodeSystem/v2-0296";
+        let code = c["code"].as_str().unwrap_or("").to_ascii_lowercase();
+        let mapped = match code.as_str() {
+            "ara" => Some(("ar", "Arabic")),
+            "chi" | "zho" => Some(("zh", "Chinese")),
+            "deu" | "ger" => Some(("de", "German")),
+            "eng" => Some(("en", "English")),
+            "fra" | "fre" => Some(("fr", "French")),
+            "hin" => Some(("hi", "Hindi")),
+            "ita" => Some(("it", "Italian")),
+            "jpn" => Some(("ja", "Japanese")),
+            "kor" => Some(("ko", "Korean")),
+            "pol" => Some(("pl", "Polish")),
+            "por" => Some(("pt", "Portuguese")),
+            "rus" => Some(("ru", "Russian")),
+            "spa" => Some(("es", "Spanish")),
+            "tgl" => Some(("tl", "Tagalog")),
+            "vie" => Some(("vi", "Vietnamese")),
+            _ => None,
+        };
+        if let (true, Some((bcp, display))) = (from_0296, mapped) {
+            c["code"] = json!(bcp);
+            c["display"] = json!(display);
+            c["system"] = json!("urn:ietf:bcp:47");
+        }
+    }
+}
+
+/// Table 0001 → administrative-gender (v2-to-FHIR ConceptMap "AdministrativeSex").
+fn gender(code: Option<String>) -> Option<&'static str> {
+    match code.as_deref() {
+        Some("M") => Some("male"),
+        Some("F") => Some("female"),
+        Some("O" | "A" | "N") => Some("other"),
+        Some("U") => Some("unknown"),
+        _ => None,
+    }
+}
+
+/// NK1 (next of kin / associated party) → Patient.contact: name (NK1-2), address (NK1-4),
+/// telecom (NK1-5; NK1-6 business, default use work; NK1-40 and NK1-41), relationship from the
+/// contact role (NK1-7, table 0131), period (NK1-8/9), gender (NK1-15). As FHIR-Converter's
+/// NK1 template; the organisation of NK1-13 is not mapped (no Organization resources yet).
+fn contact(r: &Reader<'_, '_>, nk1: &Segment<'_>) -> Option<Value> {
+    let mut c = json!({});
+    if let Some(name) = r.first(nk1, 2).and_then(|x| r.name(&x)) {
+        c["name"] = name;
+    }
+    if let Some(a) = r.first(nk1, 4).and_then(|x| r.address(&x)) {
+        c["address"] = a;
+    }
+    let telecom: Vec<Value> = [(5, None), (6, Some("work")), (40, Some("work")), (41, None)]
+        .into_iter()
+        .flat_map(|(f, default_use)| {
+            r.reps(nk1, f)
+                .into_iter()
+                .filter_map(move |x| r.telecom(&x, default_use))
+        })
+        .collect();
+    insert(&mut c, "telecom", non_empty(telecom));
+    if let Some(role) = r.first(nk1, 7)
+        && let Some(code) = r.c(&role, 1)
+    {
+        // Table 0131 (Contact Role).
+        let display = match code.as_str() {
+            "C" => Some("Emergency Contact"),
+            "E" => Some("Employer"),
+            "F" => Some("Federal Agency"),
+            "I" => Some("Insurance Company"),
+            "N" => Some("Next-of-Kin"),
+            "S" => Some("State Agency"),
+            "O" => Some("Other"),
+            "U" => Some("Unknown"),
+            _ => None,
+        };
+        let mut coding =
+            json!({"code": code, "system": "http://terminology.hl7.org/CodeSystem/v2-0131"});
+        if let Some(d) = display.map(str::to_string).or_else(|| r.c(&role, 2)) {
+            coding["display"] = json!(d);
+        }
+        c["relationship"] = json!([{"coding": [coding]}]);
+    }
+    let mut period = serde_json::Map::new();
+    if let Some(start) = r.date(r.f(nk1, 8)) {
+        period.insert("start".into(), start);
+    }
+    if let Some(end) = r.date(r.f(nk1, 9)) {
+        period.insert("end".into(), end);
+    }
+    if !period.is_empty() {
+        c["period"] = Value::Object(period);
+    }
+    insert(&mut c, "gender", gender(r.f(nk1, 15)).map(|g| json!(g)));
+    (c.as_object().is_some_and(|o| !o.is_empty())).then_some(c)
 }
 
 fn encounter(
@@ -952,6 +1097,56 @@ fn observation_status(code: Option<&str>) -> &'static str {
     }
 }
 
+/// The display of an OBX-8 code (table 0078) in FHIR's v3-ObservationInterpretation code
+/// system (terminology.hl7.org), for the codes the two share.
+fn interpretation_display(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "<" => "Off scale low",
+        ">" => "Off scale high",
+        "A" => "Abnormal",
+        "AA" => "Critical abnormal",
+        "B" => "Better",
+        "D" => "Significant change down",
+        "DET" => "Detected",
+        "H" => "High",
+        "HH" => "Critical high",
+        "HU" => "Significantly high",
+        "I" => "Intermediate",
+        "IND" => "Indeterminate",
+        "L" => "Low",
+        "LL" => "Critical low",
+        "LU" => "Significantly low",
+        "N" => "Normal",
+        "ND" => "Not detected",
+        "NEG" => "Negative",
+        "POS" => "Positive",
+        "R" => "Resistant",
+        "S" => "Susceptible",
+        "U" => "Significant change up",
+        "W" => "Worse",
+        _ => return None,
+    })
+}
+
+/// Short names of table 0085 (Observation Result Status) codes, as FHIR-Converter shows them.
+fn result_status_display(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "C" => "Corrected",
+        "D" => "Deleted",
+        "F" => "Final",
+        "I" => "In Process",
+        "N" => "Not Asked",
+        "O" => "Order Detail",
+        "P" => "Preliminary",
+        "R" => "Results Entered",
+        "S" => "Partial",
+        "U" => "Final (status change)",
+        "W" => "Wrong",
+        "X" => "Cannot Obtain",
+        _ => return None,
+    })
+}
+
 /// OBR-25 (table 0123) → DiagnosticReport.status.
 fn report_status(code: Option<&str>) -> &'static str {
     match code {
@@ -976,6 +1171,20 @@ fn observation(
 ) -> Option<String> {
     let mut o = json!({"resourceType": "Observation"});
     o["status"] = json!(observation_status(r.f(obx, 11).as_deref()));
+    if let Some(code) = r.f(obx, 11) {
+        // The v2 result status as sent (the FHIR status is a lossy map of it), under the
+        // extension URL FHIR-Converter writes, so the two stay comparable.
+        let display = result_status_display(&code);
+        let mut coding =
+            json!({"code": code, "system": "http://terminology.hl7.org/CodeSystem/v2-0085"});
+        if let Some(d) = display {
+            coding["display"] = json!(d);
+        }
+        o["extension"] = json!([{
+            "url": "http://example.com/v2-to-fhir-converter/Observation_Status",
+            "valueCodeableConcept": {"coding": [coding], "text": display.unwrap_or(code.as_str())},
+        }]);
+    }
     o["code"] = r.codeable_field(obx, 3)?;
     let vt = r.f(obx, 2).unwrap_or_default();
     let values = r.reps(obx, 5);
@@ -1044,6 +1253,9 @@ fn observation(
             if let Some(cd) = c.pointer_mut("/coding/0") {
                 cd["system"] =
                     json!("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation");
+                if let Some(d) = cd["code"].as_str().and_then(interpretation_display) {
+                    cd["display"] = json!(d);
+                }
             }
             Some(c)
         })

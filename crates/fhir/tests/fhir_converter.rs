@@ -26,9 +26,9 @@ const MAPPED: &[&str] = &[
     "MedicationRequest",
 ];
 
-/// The rate below which this test fails: today's figure (0.461) less a margin, so a regression shows.
+/// The rate below which this test fails: today's figure (0.575) less a margin, so a regression shows.
 /// The target of the issue is 0.90; docs/fhir-mapping.md says where the gap is.
-const FLOOR: f64 = 0.44;
+const FLOOR: f64 = 0.56;
 
 fn leaves(v: &Value, path: &str, out: &mut HashMap<String, usize>) {
     match v {
