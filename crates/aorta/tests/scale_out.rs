@@ -236,21 +236,17 @@ listen = ""
     (child, log_path)
 }
 
-async fn out_seqs(log: &KafkaLog) -> HashSet<u64> {
-    let mut got = HashSet::new();
-    let Ok(d) = log.describe_topic("vitals-out").await else {
-        return got;
+/// Every record value of `topic` as JSON, partition by partition.
+async fn topic_values(log: &KafkaLog, topic: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let Ok(d) = log.describe_topic(topic).await else {
+        return out;
     };
     for p in d.partitions {
         let mut at = p.log_start;
         while at < p.high_watermark {
             let b = log
-                .read(
-                    "vitals-out",
-                    p.partition,
-                    at,
-                    aorta_log::ReadOptions::default(),
-                )
+                .read(topic, p.partition, at, aorta_log::ReadOptions::default())
                 .await
                 .unwrap();
             if b.records.is_empty() {
@@ -258,13 +254,105 @@ async fn out_seqs(log: &KafkaLog) -> HashSet<u64> {
             }
             at = b.next_offset(at);
             for r in b.records {
-                let v: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
-                assert_eq!(v["seen"], true);
-                got.insert(v["seq"].as_u64().unwrap());
+                out.push(serde_json::from_slice(&r.record.value).unwrap());
             }
         }
     }
-    got
+    out
+}
+
+async fn out_seqs(log: &KafkaLog) -> HashSet<u64> {
+    topic_values(log, "vitals-out")
+        .await
+        .into_iter()
+        .map(|v| {
+            assert_eq!(v["seen"], true);
+            v["seq"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+/// A client of `broker` with a fresh 6-partition input topic.
+async fn kafka_with_input(broker: &aorta_testkit::Broker, topic: &str) -> KafkaLog {
+    let log = KafkaLog::connect(KafkaConfig {
+        replication_factor: 1,
+        ..KafkaConfig::new(broker.bootstrap.clone())
+    })
+    .await
+    .unwrap();
+    log.create_topic(
+        topic,
+        TopicConfig {
+            partitions: 6,
+            ..TopicConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    log
+}
+
+/// Two `aorta serve` workers running the same pipeline, with their JSON logs.
+struct Workers {
+    a: Child,
+    b: Child,
+    log_a: std::path::PathBuf,
+    log_b: std::path::PathBuf,
+}
+
+impl Workers {
+    fn start(dir: &std::path::Path, bootstrap: &str, pipeline: &str) -> Workers {
+        let (a, log_a) = serve_worker(dir, bootstrap, "worker-a", pipeline);
+        let (b, log_b) = serve_worker(dir, bootstrap, "worker-b", pipeline);
+        Workers { a, b, log_a, log_b }
+    }
+
+    /// `what`, followed by both workers' logs (for a failing assertion).
+    fn show(&self, what: &str) -> String {
+        format!(
+            "{what}\n--- worker-a\n{}\n--- worker-b\n{}",
+            std::fs::read_to_string(&self.log_a).unwrap_or_default(),
+            std::fs::read_to_string(&self.log_b).unwrap_or_default()
+        )
+    }
+
+    /// Waits until the group has split the 6 input partitions between the two.
+    async fn wait_for_split(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (pa, pb) = (
+                pipeline_partitions(&self.log_a),
+                pipeline_partitions(&self.log_b),
+            );
+            if let (Some(x), Some(y)) = (pa, pb)
+                && x > 0
+                && y > 0
+                && x + y == 6
+            {
+                eprintln!("split: worker A {x} partitions, worker B {y}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}",
+                self.show("the group never split the partitions")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILLs worker A: no leave-group, no final checkpoint or commit.
+    fn kill_a(&mut self) {
+        self.a.kill().unwrap();
+        self.a.wait().unwrap();
+    }
+
+    /// SIGTERMs worker B and checks that it stops cleanly.
+    fn stop_b(&mut self) {
+        unsafe { libc::kill(self.b.id() as i32, libc::SIGTERM) };
+        let ok = self.b.wait().unwrap().success();
+        assert!(ok, "{}", self.show("worker B did not stop cleanly"));
+    }
 }
 
 async fn produce_json(log: &KafkaLog, seqs: std::ops::Range<u64>) {
@@ -286,79 +374,36 @@ async fn a_pipeline_s_partitions_are_split_between_workers_and_move_on_a_kill() 
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let log = KafkaLog::connect(KafkaConfig {
-        replication_factor: 1,
-        ..KafkaConfig::new(broker.bootstrap.clone())
-    })
-    .await
-    .unwrap();
-    log.create_topic(
-        "vitals-in",
-        TopicConfig {
-            partitions: 6,
-            ..TopicConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let log = kafka_with_input(&broker, "vitals-in").await;
     produce_json(&log, 0..600).await;
-    let (mut a, log_a) = serve_worker(dir.path(), &broker.bootstrap, "worker-a", TAG_PIPELINE);
-    let (mut b, log_b) = serve_worker(dir.path(), &broker.bootstrap, "worker-b", TAG_PIPELINE);
-    let show = |what: &str| {
-        format!(
-            "{what}\n--- worker-a\n{}\n--- worker-b\n{}",
-            std::fs::read_to_string(&log_a).unwrap_or_default(),
-            std::fs::read_to_string(&log_b).unwrap_or_default()
-        )
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (pa, pb) = (pipeline_partitions(&log_a), pipeline_partitions(&log_b));
-        if pa.is_some_and(|n| n > 0) && pb.is_some_and(|n| n > 0) && pa.unwrap() + pb.unwrap() == 6
-        {
-            eprintln!("split: worker A {pa:?} partitions, worker B {pb:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            show("the group never split the partitions")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut w = Workers::start(dir.path(), &broker.bootstrap, TAG_PIPELINE);
+    w.wait_for_split().await;
     produce_json(&log, 600..1200).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while out_seqs(&log).await.len() < 1200 {
         assert!(
             Instant::now() < deadline,
             "{}",
-            show("phase 1 never completed")
+            w.show("phase 1 never completed")
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-
-    a.kill().unwrap(); // SIGKILL: no leave-group, no final commit
-    a.wait().unwrap();
+    w.kill_a();
     produce_json(&log, 1200..2000).await;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let got = out_seqs(&log).await;
-        if (0..2000).all(|s| got.contains(&s)) && pipeline_partitions(&log_b) == Some(6) {
+        if (0..2000).all(|s| got.contains(&s)) && pipeline_partitions(&w.log_b) == Some(6) {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "{}",
-            show(&format!("after the kill: {} of 2000 out", got.len()))
+            w.show(&format!("after the kill: {} of 2000 out", got.len()))
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
-    assert!(
-        b.wait().unwrap().success(),
-        "{}",
-        show("worker B did not stop cleanly")
-    );
+    w.stop_b();
 }
 
 /// The window pipeline of the changelog test: results to a topic and, upserted by key, to
@@ -419,30 +464,13 @@ async fn produce_keyed(log: &KafkaLog, seqs: std::ops::Range<u64>) {
 /// Every window result in `w-out`: (key, window_start) → each emitted (n, total).
 async fn window_results(log: &KafkaLog) -> BTreeMap<(String, i64), Vec<(u64, u64)>> {
     let mut out: BTreeMap<(String, i64), Vec<(u64, u64)>> = BTreeMap::new();
-    let Ok(d) = log.describe_topic("w-out").await else {
-        return out;
-    };
-    for p in d.partitions {
-        let mut at = p.log_start;
-        while at < p.high_watermark {
-            let b = log
-                .read("w-out", p.partition, at, aorta_log::ReadOptions::default())
-                .await
-                .unwrap();
-            if b.records.is_empty() {
-                break;
-            }
-            at = b.next_offset(at);
-            for r in b.records {
-                let v: serde_json::Value = serde_json::from_slice(&r.record.value).unwrap();
-                let k = v["k"].as_str().unwrap().to_string();
-                let n = v["n"].as_u64().unwrap();
-                let total = v["total"].as_f64().unwrap() as u64;
-                out.entry((k, v["window_start"].as_i64().unwrap()))
-                    .or_default()
-                    .push((n, total));
-            }
-        }
+    for v in topic_values(log, "w-out").await {
+        let k = v["k"].as_str().unwrap().to_string();
+        let n = v["n"].as_u64().unwrap();
+        let total = v["total"].as_f64().unwrap() as u64;
+        out.entry((k, v["window_start"].as_i64().unwrap()))
+            .or_default()
+            .push((n, total));
     }
     out
 }
@@ -467,46 +495,10 @@ async fn a_moved_partition_continues_with_its_window_state_from_the_changelog() 
         .unwrap();
     let pipeline = window_pipeline(&pg_url, &table);
     let dir = tempfile::tempdir().unwrap();
-    let log = KafkaLog::connect(KafkaConfig {
-        replication_factor: 1,
-        ..KafkaConfig::new(broker.bootstrap.clone())
-    })
-    .await
-    .unwrap();
-    log.create_topic(
-        "w-in",
-        TopicConfig {
-            partitions: 6,
-            ..TopicConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let log = kafka_with_input(&broker, "w-in").await;
     produce_keyed(&log, 0..600).await;
-    let (mut a, log_a) = serve_worker(dir.path(), &broker.bootstrap, "worker-a", &pipeline);
-    let (mut b, log_b) = serve_worker(dir.path(), &broker.bootstrap, "worker-b", &pipeline);
-    let show = |what: &str| {
-        format!(
-            "{what}\n--- worker-a\n{}\n--- worker-b\n{}",
-            std::fs::read_to_string(&log_a).unwrap_or_default(),
-            std::fs::read_to_string(&log_b).unwrap_or_default()
-        )
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (pa, pb) = (pipeline_partitions(&log_a), pipeline_partitions(&log_b));
-        if pa.is_some_and(|n| n > 0) && pb.is_some_and(|n| n > 0) && pa.unwrap() + pb.unwrap() == 6
-        {
-            eprintln!("split: worker A {pa:?} partitions, worker B {pb:?}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            show("the group never split the partitions")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut w = Workers::start(dir.path(), &broker.bootstrap, &pipeline);
+    w.wait_for_split().await;
     produce_keyed(&log, 600..1200).await;
     // Wait until the changelog records all 1200 inputs: both workers hold open windows
     // (1100 s..1200 s) whose state exists only in their memory, local stores and the changelog.
@@ -530,15 +522,14 @@ async fn a_moved_partition_continues_with_its_window_state_from_the_changelog() 
         assert!(
             Instant::now() < deadline,
             "{}",
-            show("the changelog never covered the input")
+            w.show("the changelog never covered the input")
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Kill A while it works on more input.
     produce_keyed(&log, 1200..1500).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
-    a.kill().unwrap(); // SIGKILL: no leave-group, no final checkpoint
-    a.wait().unwrap();
+    w.kill_a();
     produce_keyed(&log, 1500..2000).await;
     // One far-future record per partition moves every watermark past the last window.
     for p in 0..6 {
@@ -558,13 +549,14 @@ async fn a_moved_partition_continues_with_its_window_state_from_the_changelog() 
     let deadline = Instant::now() + Duration::from_secs(90);
     let got = loop {
         let got = window_results(&log).await;
-        if expected.keys().all(|k| got.contains_key(k)) && pipeline_partitions(&log_b) == Some(6) {
+        if expected.keys().all(|k| got.contains_key(k)) && pipeline_partitions(&w.log_b) == Some(6)
+        {
             break got;
         }
         assert!(
             Instant::now() < deadline,
             "{}",
-            show(&format!(
+            w.show(&format!(
                 "after the kill: {} of {} windows out",
                 got.len(),
                 expected.len()
@@ -617,12 +609,7 @@ async fn a_moved_partition_continues_with_its_window_state_from_the_changelog() 
         got.len(),
         rows.len()
     );
-    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
-    assert!(
-        b.wait().unwrap().success(),
-        "{}",
-        show("worker B did not stop cleanly")
-    );
+    w.stop_b();
     pg(&pg_url)
         .await
         .batch_execute(&format!("DROP TABLE {table}"))

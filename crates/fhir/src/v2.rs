@@ -236,15 +236,8 @@ impl<'a> Reader<'_, 'a> {
             }
             id.insert("type".into(), json!({"coding": [coding]}));
         }
-        let mut period = Map::new();
-        if let Some(s) = self.date(self.c(r, 7)) {
-            period.insert("start".into(), s);
-        }
-        if let Some(e) = self.date(self.c(r, 8)) {
-            period.insert("end".into(), e);
-        }
-        if !period.is_empty() {
-            id.insert("period".into(), Value::Object(period));
+        if let Some(p) = period(self.date(self.c(r, 7)), self.date(self.c(r, 8))) {
+            id.insert("period".into(), p);
         }
         Some(Value::Object(id))
     }
@@ -299,21 +292,14 @@ impl<'a> Reader<'_, 'a> {
             return None;
         }
         // XPN-10 validity range (DR), else XPN-12/13 effective and expiration dates.
-        let mut period = Map::new();
         let start = self
             .date(self.sc(r, 10, 1))
             .or_else(|| self.date(self.c(r, 12)));
         let end = self
             .date(self.sc(r, 10, 2))
             .or_else(|| self.date(self.c(r, 13)));
-        if let Some(v) = start {
-            period.insert("start".into(), v);
-        }
-        if let Some(v) = end {
-            period.insert("end".into(), v);
-        }
-        if !period.is_empty() {
-            n.insert("period".into(), Value::Object(period));
+        if let Some(p) = period(start, end) {
+            n.insert("period".into(), p);
         }
         // Table 0200 → name-use (v2-to-FHIR ConceptMap "NameType").
         if let Some(u) = self.c(r, 7) {
@@ -412,16 +398,11 @@ impl<'a> Reader<'_, 'a> {
             t["use"] = json!(u);
         }
         // XTN-13/14: the period it was in use; XTN-18: preference order.
-        let mut period = serde_json::Map::new();
-        if let Some(start) = self.date(self.c(r, 13)) {
-            period.insert("start".into(), start);
-        }
-        if let Some(end) = self.date(self.c(r, 14)) {
-            period.insert("end".into(), end);
-        }
-        if !period.is_empty() {
-            t["period"] = Value::Object(period);
-        }
+        insert(
+            &mut t,
+            "period",
+            period(self.date(self.c(r, 13)), self.date(self.c(r, 14))),
+        );
         if let Some(rank) = self
             .c(r, 18)
             .and_then(|n| n.parse::<u32>().ok())
@@ -517,6 +498,18 @@ impl Builder {
         }));
         reference
     }
+}
+
+/// A FHIR Period of whichever ends are known (`None` when neither is).
+fn period(start: Option<Value>, end: Option<Value>) -> Option<Value> {
+    let mut p = Map::new();
+    if let Some(v) = start {
+        p.insert("start".into(), v);
+    }
+    if let Some(v) = end {
+        p.insert("end".into(), v);
+    }
+    (!p.is_empty()).then_some(Value::Object(p))
 }
 
 fn insert(obj: &mut Value, key: &str, v: Option<Value>) {
@@ -887,16 +880,11 @@ fn contact(r: &Reader<'_, '_>, nk1: &Segment<'_>) -> Option<Value> {
         }
         c["relationship"] = json!([{"coding": [coding]}]);
     }
-    let mut period = serde_json::Map::new();
-    if let Some(start) = r.date(r.f(nk1, 8)) {
-        period.insert("start".into(), start);
-    }
-    if let Some(end) = r.date(r.f(nk1, 9)) {
-        period.insert("end".into(), end);
-    }
-    if !period.is_empty() {
-        c["period"] = Value::Object(period);
-    }
+    insert(
+        &mut c,
+        "period",
+        period(r.date(r.f(nk1, 8)), r.date(r.f(nk1, 9))),
+    );
     insert(&mut c, "gender", gender(r.f(nk1, 15)).map(|g| json!(g)));
     (c.as_object().is_some_and(|o| !o.is_empty())).then_some(c)
 }
@@ -951,16 +939,11 @@ fn encounter(
     if let Some(s) = r.f(pv1, 10) {
         e["serviceType"] = json!({"coding": [{"code": s}]});
     }
-    let mut period = Map::new();
-    if let Some(s) = r.datetime(r.f(pv1, 44)) {
-        period.insert("start".into(), s);
-    }
-    if let Some(end) = r.datetime(r.f(pv1, 45)) {
-        period.insert("end".into(), end);
-    }
-    if !period.is_empty() {
-        e["period"] = Value::Object(period);
-    }
+    insert(
+        &mut e,
+        "period",
+        period(r.datetime(r.f(pv1, 44)), r.datetime(r.f(pv1, 45))),
+    );
     let mut hosp = Map::new();
     if let Some(v) = r.table_code(pv1, 13, "0092") {
         hosp.insert("reAdmission".into(), v);
