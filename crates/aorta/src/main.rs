@@ -4,6 +4,7 @@
 
 mod cmd;
 mod config;
+mod redact;
 
 /// mimalloc: small, short-lived allocations (JSON fields, events) dominate the pipeline's hot
 /// path, where it is markedly faster than the system allocator (see docs/benchmarks.md).
@@ -110,9 +111,12 @@ enum Command {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AORTA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Every line passes the PHI redaction (src/redact.rs); colours off so that the text
+    // format's field names stay readable to it.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(false)
+        .with_writer(|| redact::Redacting::new(std::io::stderr()));
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
