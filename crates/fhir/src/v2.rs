@@ -912,6 +912,9 @@ fn encounter(
         e["class"] = json!({"code": class.0, "display": class.1, "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode"});
     } else if let Some(c) = r.f(pv1, 2) {
         e["class"] = json!({"code": c, "system": "http://terminology.hl7.org/CodeSystem/v2-0004"});
+    } else {
+        // Encounter.class is 1..1 in R4; PV1-2 is required in v2 too, but not always sent.
+        e["class"] = json!({"code": "UNK", "display": "unknown", "system": "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"});
     }
     let discharged = r.f(pv1, 45).is_some();
     let status = match event {
@@ -1345,8 +1348,14 @@ fn results(
     };
     for s in r.msg.segments() {
         match s.id() {
-            b"OBR" if reports => {
+            b"OBR" => {
                 flush(&mut report, &mut specimens, b);
+                if let Some(sp) = obr_specimen(r, &s, patient, b) {
+                    specimens.push(json!({"reference": sp}));
+                }
+                if !reports {
+                    continue;
+                }
                 let mut dr = json!({"resourceType": "DiagnosticReport"});
                 let mut ids = Vec::new();
                 if let Some(x) = r
@@ -1399,6 +1408,87 @@ fn results(
         }
     }
     flush(&mut report, &mut specimens, b);
+}
+
+/// The specimen an OBR describes (v2-to-FHIR IG "OBR[Specimen]", as ReportStream and
+/// FHIR-Converter map it): type and body site from OBR-15 (SPS), collection period OBR-7/8,
+/// quantity OBR-9, received time OBR-14. None unless OBR-9, -14 or -15 is sent.
+fn obr_specimen(
+    r: &Reader<'_, '_>,
+    obr: &Segment<'_>,
+    patient: Option<&str>,
+    b: &mut Builder,
+) -> Option<String> {
+    let mut sp = json!({"resourceType": "Specimen"});
+    let mut collection = Map::new();
+    let (start, end) = (r.datetime(r.f(obr, 7)), r.datetime(r.f(obr, 8)));
+    match (start, end) {
+        (Some(s), None) => {
+            collection.insert("collectedDateTime".into(), s);
+        }
+        (s, e) => {
+            if let Some(p) = period(s, e) {
+                collection.insert("collectedPeriod".into(), p);
+            }
+        }
+    }
+    if let Some(q) = r.first(obr, 9)
+        && let Some(n) = r.c(&q, 1).filter(|n| is_decimal(n.trim()))
+    {
+        let mut quantity = json!({"value": Value::Number(decimal(n.trim()))});
+        if let Some(unit) = r.sc(&q, 2, 2).or_else(|| r.sc(&q, 2, 1)) {
+            quantity["unit"] = json!(unit);
+        }
+        collection.insert("quantity".into(), quantity);
+    }
+    // SPS: each component a CWE written with subcomponents.
+    let sps_concept = |rep: &Repetition<'_>, comp: usize| -> Option<Value> {
+        let code = r.sc(rep, comp, 1);
+        let display = r.sc(rep, comp, 2);
+        if code.is_none() && display.is_none() {
+            return None;
+        }
+        let mut coding = Map::new();
+        if let Some(c) = code {
+            coding.insert("code".into(), json!(c));
+        }
+        if let Some(d) = &display {
+            coding.insert("display".into(), json!(d));
+        }
+        if let Some(sys) = r.sc(rep, comp, 3) {
+            coding.insert("system".into(), json!(system_uri(&sys)));
+        }
+        Some(json!({"coding": [Value::Object(coding)]}))
+    };
+    if let Some(sps) = r.first(obr, 15) {
+        insert(&mut sp, "type", sps_concept(&sps, 1));
+        if let Some(site) = sps_concept(&sps, 4) {
+            collection.insert("bodySite".into(), site);
+        }
+    }
+    if !collection.is_empty() {
+        sp["collection"] = Value::Object(collection);
+    }
+    insert(&mut sp, "receivedTime", r.datetime(r.f(obr, 14)));
+    // Only an OBR that says something about a specimen (volume, source, received time) has
+    // one: OBR-7 alone is just the observation time (vital signs have no specimen).
+    if [9, 14, 15].iter().all(|&f| r.f(obr, f).is_none()) {
+        return None;
+    }
+    if let Some(p) = patient {
+        sp["subject"] = json!({"reference": p});
+    }
+    let id = resource_id(
+        "Specimen",
+        &[
+            patient.unwrap_or(""),
+            "OBR",
+            &r.f(obr, 2).unwrap_or_default(),
+            &r.f(obr, 3).unwrap_or_default(),
+            &obr.index().to_string(),
+        ],
+    );
+    Some(b.add(sp, id))
 }
 
 fn specimen(
@@ -1540,6 +1630,11 @@ fn order_groups<'a>(r: &Reader<'_, 'a>) -> Vec<(usize, Option<Segment<'a>>, Opti
 }
 
 fn orders(r: &Reader<'_, '_>, patient: Option<&str>, encounter: Option<&str>, b: &mut Builder) {
+    // ServiceRequest.subject is 1..1 in R4: a message without a PID (ORU's patient group is
+    // optional) gets its results but no order.
+    if patient.is_none() {
+        return;
+    }
     for (i, orc, obr) in order_groups(r) {
         let (orc, obr) = (orc.as_ref(), obr.as_ref());
         let mut sr = json!({"resourceType": "ServiceRequest"});
@@ -1590,6 +1685,10 @@ fn medication_orders(
     encounter: Option<&str>,
     b: &mut Builder,
 ) {
+    // MedicationRequest.subject is 1..1 in R4 (as for orders).
+    if patient.is_none() {
+        return;
+    }
     let segs: Vec<Segment<'_>> = r.msg.segments().collect();
     for (i, orc) in segs.iter().enumerate().filter(|(_, s)| s.id() == b"ORC") {
         let group: Vec<&Segment<'_>> = segs[i + 1..]
