@@ -38,20 +38,7 @@ fn conversions_match_fhir_converter() {
         let (input, expected) = (cols[1], cols[2]);
         let bytes = std::fs::read(root.join(input)).unwrap();
         let msg = aorta_hl7::parse(&bytes).unwrap();
-        let t = msg
-            .segment_at(0)
-            .and_then(|s| s.field(9))
-            .and_then(|f| f.repetition(1));
-        let kind = t
-            .map(|t| {
-                let c = |n| {
-                    t.component(n)
-                        .map(|c| String::from_utf8_lossy(c.raw()).into_owned())
-                        .unwrap_or_default()
-                };
-                format!("{}^{}", c(1), c(2))
-            })
-            .unwrap_or_default();
+        let kind = common::message_kind(&msg);
         if !SUPPORTED.contains(&kind.as_str()) {
             skipped += 1;
             continue;

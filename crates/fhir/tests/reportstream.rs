@@ -74,19 +74,7 @@ fn conversions_match_reportstream_where_they_apply() {
                 continue;
             }
         };
-        let kind = msg
-            .segment_at(0)
-            .and_then(|s| s.field(9))
-            .and_then(|f| f.repetition(1))
-            .map(|t| {
-                let c = |n| {
-                    t.component(n)
-                        .map(|c| String::from_utf8_lossy(c.raw()).into_owned())
-                        .unwrap_or_default()
-                };
-                format!("{}^{}", c(1), c(2))
-            })
-            .unwrap_or_default();
+        let kind = common::message_kind(&msg);
         if !SUPPORTED.contains(&kind.as_str()) {
             unmapped_type += 1;
             continue;

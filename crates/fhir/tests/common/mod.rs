@@ -84,6 +84,22 @@ pub struct Tally {
     pub compared: usize,
 }
 
+/// `TYPE^EVENT` of a message's MSH-9.
+pub fn message_kind(msg: &aorta_hl7::Message<'_>) -> String {
+    msg.segment_at(0)
+        .and_then(|s| s.field(9))
+        .and_then(|f| f.repetition(1))
+        .map(|t| {
+            let c = |n| {
+                t.component(n)
+                    .map(|c| String::from_utf8_lossy(c.raw()).into_owned())
+                    .unwrap_or_default()
+            };
+            format!("{}^{}", c(1), c(2))
+        })
+        .unwrap_or_default()
+}
+
 /// Compares `ours` with `want` resource type by resource type; adds to `tally` (this case's
 /// group), `by_resource` and `missing` (expected leaves not produced, by path).
 pub fn compare(
