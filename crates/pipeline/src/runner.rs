@@ -730,7 +730,8 @@ impl Runner {
         Ok(())
     }
 
-    /// Folds the changelog's checkpoints (what other workers recorded) into `saved`.
+    /// Folds the changelog's checkpoints (what other workers recorded) into `saved`; nothing
+    /// without a changelog or with `restore_changelog` off.
     async fn merge_changelog(
         &mut self,
         saved: &mut BTreeMap<TopicPartition, PartitionCheckpoint>,
@@ -896,9 +897,7 @@ impl Runner {
                     .await
                     .map_err(self.err())?;
                 self.changelog = Some(topic);
-                if self.options.restore_changelog {
-                    self.merge_changelog(&mut saved).await?;
-                }
+                self.merge_changelog(&mut saved).await?;
             }
         }
         let mut generation = membership.as_ref().map_or(0, |m| m.assignment().generation);
