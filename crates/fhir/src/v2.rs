@@ -500,6 +500,20 @@ impl Builder {
     }
 }
 
+/// A SimpleQuantity from a v2 NM (exact decimal) and an optional unit text.
+fn simple_quantity(value: Option<String>, unit: Option<String>) -> Option<Value> {
+    let v = value?;
+    let v = v.trim();
+    if !is_decimal(v) {
+        return None;
+    }
+    let mut q = json!({"value": Value::Number(decimal(v))});
+    if let Some(u) = unit {
+        q["unit"] = json!(u);
+    }
+    Some(q)
+}
+
 /// A FHIR Period of whichever ends are known (`None` when neither is).
 fn period(start: Option<Value>, end: Option<Value>) -> Option<Value> {
     let mut p = Map::new();
@@ -1700,10 +1714,17 @@ fn medication_orders(
         let mut mr = json!({"resourceType": "MedicationRequest"});
         mr["status"] = json!(match request_status(r.f(orc, 5).as_deref()) {
             "revoked" => "cancelled",
+            // No ORC-5: a new order (ORC-1 NW, table 0119) is active, as FHIR-Converter reads it.
+            "unknown" if r.f(orc, 1).as_deref() == Some("NW") => "active",
             "unknown" => "unknown",
             s => s,
         });
-        mr["intent"] = json!("order");
+        // RXE is the pharmacy's (filler's) encoding of the order; RXO the order as placed.
+        mr["intent"] = json!(if rxe.is_some() {
+            "filler-order"
+        } else {
+            "original-order"
+        });
         let med = rxe
             .and_then(|s| r.codeable_field(s, 2))
             .or_else(|| rxo.and_then(|s| r.codeable_field(s, 1)));
@@ -1712,6 +1733,29 @@ fn medication_orders(
         let key = json!(ids).to_string();
         insert(&mut mr, "identifier", non_empty(ids));
         insert(&mut mr, "authoredOn", r.datetime(r.f(orc, 9)));
+        if let Some(rxe) = rxe {
+            // RXE-3 give amount (minimum) with RXE-5 give units → the dose.
+            let unit = r
+                .first(rxe, 5)
+                .and_then(|u| r.c(&u, 2).or_else(|| r.c(&u, 1)));
+            if let Some(dose) = simple_quantity(r.f(rxe, 3), unit) {
+                mr["dosageInstruction"] = json!([{"doseAndRate": [{"doseQuantity": dose}]}]);
+            }
+            // RXE-10 dispense amount with RXE-11 units, RXE-12 number of refills.
+            let mut dispense = Map::new();
+            let unit = r
+                .first(rxe, 11)
+                .and_then(|u| r.c(&u, 2).or_else(|| r.c(&u, 1)));
+            if let Some(q) = simple_quantity(r.f(rxe, 10), unit) {
+                dispense.insert("quantity".into(), q);
+            }
+            if let Some(n) = r.f(rxe, 12).and_then(|n| n.trim().parse::<u32>().ok()) {
+                dispense.insert("numberOfRepeatsAllowed".into(), json!(n));
+            }
+            if !dispense.is_empty() {
+                mr["dispenseRequest"] = Value::Object(dispense);
+            }
+        }
         link(&mut mr, patient, encounter);
         let id = resource_id(
             "MedicationRequest",
