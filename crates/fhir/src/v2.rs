@@ -1433,6 +1433,11 @@ fn obr_specimen(
     patient: Option<&str>,
     b: &mut Builder,
 ) -> Option<String> {
+    // Only an OBR that says something about a specimen (volume, source, received time) has
+    // one: OBR-7 alone is just the observation time (vital signs have no specimen).
+    if [9, 14, 15].iter().all(|&f| r.f(obr, f).is_none()) {
+        return None;
+    }
     let mut sp = json!({"resourceType": "Specimen"});
     let mut collection = Map::new();
     let (start, end) = (r.datetime(r.f(obr, 7)), r.datetime(r.f(obr, 8)));
@@ -1447,12 +1452,9 @@ fn obr_specimen(
         }
     }
     if let Some(q) = r.first(obr, 9)
-        && let Some(n) = r.c(&q, 1).filter(|n| is_decimal(n.trim()))
+        && let Some(quantity) =
+            simple_quantity(r.c(&q, 1), r.sc(&q, 2, 2).or_else(|| r.sc(&q, 2, 1)))
     {
-        let mut quantity = json!({"value": Value::Number(decimal(n.trim()))});
-        if let Some(unit) = r.sc(&q, 2, 2).or_else(|| r.sc(&q, 2, 1)) {
-            quantity["unit"] = json!(unit);
-        }
         collection.insert("quantity".into(), quantity);
     }
     // SPS: each component a CWE written with subcomponents.
@@ -1484,11 +1486,6 @@ fn obr_specimen(
         sp["collection"] = Value::Object(collection);
     }
     insert(&mut sp, "receivedTime", r.datetime(r.f(obr, 14)));
-    // Only an OBR that says something about a specimen (volume, source, received time) has
-    // one: OBR-7 alone is just the observation time (vital signs have no specimen).
-    if [9, 14, 15].iter().all(|&f| r.f(obr, f).is_none()) {
-        return None;
-    }
     if let Some(p) = patient {
         sp["subject"] = json!({"reference": p});
     }

@@ -33,21 +33,12 @@ pub fn wanted(log: &dyn Log) -> bool {
 
 /// Creates the changelog topic when it does not exist yet.
 pub async fn ensure(log: &dyn Log, topic: &str) -> Result<(), LogError> {
-    match log.describe_topic(topic).await {
-        Ok(_) => Ok(()),
-        Err(LogError::UnknownTopic { .. }) => {
-            let cfg = TopicConfig {
-                partitions: 1,
-                compact: true,
-                ..TopicConfig::default()
-            };
-            match log.create_topic(topic, cfg).await {
-                Ok(_) | Err(LogError::TopicExists { .. }) => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
-    }
+    let cfg = TopicConfig {
+        partitions: 1,
+        compact: true,
+        ..TopicConfig::default()
+    };
+    crate::runner::ensure_topic(log, topic, cfg).await
 }
 
 fn key(tp: &TopicPartition) -> String {

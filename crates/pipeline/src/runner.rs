@@ -205,6 +205,22 @@ pub struct Runner {
     logged: BTreeMap<TopicPartition, u64>,
 }
 
+/// Creates `topic` with `config` unless it exists (another worker may create it first).
+pub(crate) async fn ensure_topic(
+    log: &dyn Log,
+    topic: &str,
+    config: TopicConfig,
+) -> Result<(), LogError> {
+    match log.describe_topic(topic).await {
+        Ok(_) => Ok(()),
+        Err(LogError::UnknownTopic { .. }) => match log.create_topic(topic, config).await {
+            Ok(_) | Err(LogError::TopicExists { .. }) => Ok(()),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 fn log_err(pipeline: &str) -> impl Fn(LogError) -> PipelineError + '_ {
     move |source| PipelineError::Log {
         pipeline: pipeline.to_string(),
@@ -342,20 +358,13 @@ impl Runner {
 
     async fn ensure_outputs(&self) -> Result<(), PipelineError> {
         for (t, partitions) in &self.output_topics {
-            match self.log.describe_topic(t).await {
-                Ok(_) => {}
-                Err(LogError::UnknownTopic { .. }) => {
-                    let cfg = TopicConfig {
-                        partitions: *partitions,
-                        ..TopicConfig::default()
-                    };
-                    match self.log.create_topic(t, cfg).await {
-                        Ok(_) | Err(LogError::TopicExists { .. }) => {}
-                        Err(e) => return Err(self.err()(e)),
-                    }
-                }
-                Err(e) => return Err(self.err()(e)),
-            }
+            let cfg = TopicConfig {
+                partitions: *partitions,
+                ..TopicConfig::default()
+            };
+            ensure_topic(self.log.as_ref(), t, cfg)
+                .await
+                .map_err(self.err())?;
         }
         Ok(())
     }
@@ -695,9 +704,30 @@ impl Runner {
         Ok(())
     }
 
-    /// A new assignment of the pipeline's group: checkpoint what this worker had (a revoked
-    /// partition's next owner continues from the committed offsets), drop revoked partitions,
-    /// open newly assigned ones from the local checkpoint or the group's committed offset.
+    /// This pipeline's local checkpoint (read off the async threads).
+    async fn load_checkpoint(
+        &self,
+    ) -> Result<
+        (
+            Option<OutputCheckpoint>,
+            BTreeMap<TopicPartition, PartitionCheckpoint>,
+        ),
+        PipelineError,
+    > {
+        let name = self.config.name.clone();
+        let store = self.options.state.clone();
+        tokio::task::spawn_blocking(move || store.load(&name))
+            .await
+            .map_err(|e| PipelineError::State {
+                path: "load task".into(),
+                message: e.to_string(),
+            })?
+    }
+
+    /// A new assignment of the pipeline's group: checkpoint what this worker had (its changelog
+    /// records hand the revoked partitions' state to their next owner), drop revoked partitions,
+    /// open newly assigned ones from the further-ahead of the local checkpoint and the
+    /// changelog, else the group's committed offset.
     async fn rebalance(
         &mut self,
         parts: &mut BTreeMap<TopicPartition, PartitionRun>,
@@ -709,14 +739,7 @@ impl Runner {
         let before = parts.len();
         parts.retain(|tp, _| now.contains(tp));
         let revoked = before - parts.len();
-        let name = self.config.name.clone();
-        let store = self.options.state.clone();
-        let (_, mut saved) = tokio::task::spawn_blocking(move || store.load(&name))
-            .await
-            .map_err(|e| PipelineError::State {
-                path: "load task".into(),
-                message: e.to_string(),
-            })??;
+        let (_, mut saved) = self.load_checkpoint().await?;
         self.merge_changelog(&mut saved).await?;
         let mut added = 0;
         for tp in now {
@@ -842,14 +865,7 @@ impl Runner {
     ) -> Result<RunReport, PipelineError> {
         self.ensure_outputs().await?;
         let sources = self.sources(&mut stop).await?;
-        let name = self.config.name.clone();
-        let store = self.options.state.clone();
-        let (outputs, saved) = tokio::task::spawn_blocking(move || store.load(&name))
-            .await
-            .map_err(|e| PipelineError::State {
-                path: "load task".into(),
-                message: e.to_string(),
-            })??;
+        let (outputs, saved) = self.load_checkpoint().await?;
         let first_run = outputs.is_none();
         if let Some(o) = &outputs {
             self.read_back(o).await?;
