@@ -129,7 +129,7 @@ pub enum Acc {
     /// Min or max.
     M {
         /// Best value so far (`null` while none).
-        v: Value,
+        v: Extreme,
     },
     /// First or last, with its event time and arrival sequence.
     T {
@@ -160,7 +160,7 @@ impl Acc {
         match f {
             AggFn::Count => Acc::N { n: 0 },
             AggFn::Sum | AggFn::Avg => Acc::S { sum: 0.0, n: 0 },
-            AggFn::Min | AggFn::Max => Acc::M { v: Value::Null },
+            AggFn::Min | AggFn::Max => Acc::M { v: Extreme::None },
             AggFn::First | AggFn::Last => Acc::T {
                 v: Value::Null,
                 ts: 0,
@@ -174,46 +174,60 @@ impl Acc {
         }
     }
 
+    /// Whether [`Acc::add`] takes `v`, with its reason if not; changes nothing (a window then
+    /// takes an event into every aggregate or into none).
+    pub fn check(&self, f: AggFn, v: &Val<'_>) -> Result<(), String> {
+        if matches!(v, Val::Null) {
+            return Ok(());
+        }
+        match self {
+            Acc::S { .. } if v.as_f64().is_none() => {
+                Err(format!("{f:?} needs numbers, got {}", v.to_key_string()))
+            }
+            Acc::P { .. } if v.as_f64().is_none() => Err(format!(
+                "percentile needs numbers, got {}",
+                v.to_key_string()
+            )),
+            Acc::M { v: best } => {
+                if !matches!(v, Val::Int(_) | Val::Float(_) | Val::Str(_)) {
+                    Err(format!(
+                        "{f:?} needs numbers or strings, got {}",
+                        v.to_key_string()
+                    ))
+                } else if *best != Extreme::None && compare_val(v, best).is_none() {
+                    Err(format!(
+                        "{f:?} cannot compare {} with {}: mixed kinds",
+                        v.to_key_string(),
+                        best.to_json()
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Adds one event's value.
     pub fn add(&mut self, f: AggFn, v: &Val<'_>, ts: i64, seq: u64) -> Result<(), String> {
-        let null = matches!(v, Val::Null);
+        self.check(f, v)?;
+        if matches!(v, Val::Null) {
+            return Ok(());
+        }
         match self {
-            Acc::N { n } => {
-                if !null {
-                    *n += 1;
-                }
-            }
+            Acc::N { n } => *n += 1,
             Acc::S { sum, n } => {
-                if !null {
-                    let Some(x) = v.as_f64() else {
-                        return Err(format!("{f:?} needs numbers, got {}", v.to_key_string()));
-                    };
-                    *sum += x;
-                    *n += 1;
-                }
+                *sum += v.as_f64().unwrap_or(0.0);
+                *n += 1;
             }
             Acc::M { v: best } => {
-                if !null {
-                    if !matches!(v, Val::Int(_) | Val::Float(_) | Val::Str(_)) {
-                        return Err(format!(
-                            "{f:?} needs numbers or strings, got {}",
-                            v.to_key_string()
-                        ));
-                    }
-                    // Compared in place: the value is copied only when it is the new extreme.
-                    let take = match compare_val(v, best) {
-                        None if best.is_null() => true,
-                        None => {
-                            return Err(format!(
-                                "{f:?} cannot compare {} with {best}: mixed kinds",
-                                v.to_key_string()
-                            ));
-                        }
-                        Some(o) => (f == AggFn::Min && o.is_lt()) || (f == AggFn::Max && o.is_gt()),
-                    };
-                    if take {
-                        *best = v.clone().into_json();
-                    }
+                // Compared in place: the value is copied only when it is the new extreme.
+                let take = match compare_val(v, best) {
+                    None => *best == Extreme::None,
+                    Some(o) => (f == AggFn::Min && o.is_lt()) || (f == AggFn::Max && o.is_gt()),
+                };
+                if take {
+                    *best = Extreme::of(v);
                 }
             }
             Acc::T {
@@ -222,33 +236,19 @@ impl Acc {
                 seq: cseq,
                 set,
             } => {
-                if !null {
-                    let later = (ts, seq) > (*cts, *cseq);
-                    let take = !*set || if f == AggFn::Last { later } else { !later };
-                    if take {
-                        *cur = v.clone().into_json();
-                        *cts = ts;
-                        *cseq = seq;
-                        *set = true;
-                    }
+                let later = (ts, seq) > (*cts, *cseq);
+                let take = !*set || if f == AggFn::Last { later } else { !later };
+                if take {
+                    *cur = v.clone().into_json();
+                    *cts = ts;
+                    *cseq = seq;
+                    *set = true;
                 }
             }
             Acc::D { set } => {
-                if !null {
-                    set.insert(v.to_key_string());
-                }
+                set.insert(v.to_key_string());
             }
-            Acc::P { vals } => {
-                if !null {
-                    let Some(x) = v.as_f64() else {
-                        return Err(format!(
-                            "percentile needs numbers, got {}",
-                            v.to_key_string()
-                        ));
-                    };
-                    vals.push(x);
-                }
-            }
+            Acc::P { vals } => vals.push(v.as_f64().unwrap_or(f64::NAN)),
         }
         Ok(())
     }
@@ -262,8 +262,8 @@ impl Acc {
                 *n += n2;
             }
             (Acc::M { v }, Acc::M { v: o })
-                if !o.is_null()
-                    && (v.is_null()
+                if o != Extreme::None
+                    && (*v == Extreme::None
                         || compare(&o, v).is_some_and(|c| {
                             (f == AggFn::Min && c.is_lt()) || (f == AggFn::Max && c.is_gt())
                         })) =>
@@ -307,7 +307,8 @@ impl Acc {
                     num(*sum)
                 }
             }
-            Acc::M { v } | Acc::T { v, .. } => v.clone(),
+            Acc::M { v } => v.to_json(),
+            Acc::T { v, .. } => v.clone(),
             Acc::D { set } => Value::from(set.len() as u64),
             Acc::P { vals } => {
                 let AggFn::Percentile(q) = f else {
@@ -327,23 +328,121 @@ impl Acc {
     }
 }
 
-fn compare_val(a: &Val<'_>, b: &Value) -> Option<std::cmp::Ordering> {
+fn compare_val(a: &Val<'_>, b: &Extreme) -> Option<std::cmp::Ordering> {
     match (a, b) {
-        (Val::Int(i), Value::Number(n)) if n.is_i64() => Some(i.cmp(&n.as_i64()?)),
-        (Val::Int(_) | Val::Float(_), Value::Number(n)) => a.as_f64()?.partial_cmp(&n.as_f64()?),
-        (Val::Str(x), Value::String(y)) => Some(x.as_ref().cmp(y.as_str())),
+        (Val::Int(i), Extreme::Int(j)) => Some(i.cmp(j)),
+        (Val::Int(_) | Val::Float(_), Extreme::Int(_) | Extreme::Float(_)) => {
+            a.as_f64()?.partial_cmp(&b.as_f64()?)
+        }
+        (Val::Str(x), Extreme::Str(y)) => Some(x.as_ref().cmp(y.as_str())),
         _ => None,
     }
 }
 
-fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+fn compare(a: &Extreme, b: &Extreme) -> Option<std::cmp::Ordering> {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(i), Some(j)) => Some(i.cmp(&j)),
-            _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        },
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-        _ => None,
+        (Extreme::Int(i), Extreme::Int(j)) => Some(i.cmp(j)),
+        (Extreme::Str(x), Extreme::Str(y)) => Some(x.cmp(y)),
+        _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
+    }
+}
+
+/// A min/max so far, typed, so that each comparison is a comparison (a JSON number would be
+/// re-parsed from its text on every event under `arbitrary_precision`). Checkpointed as the
+/// plain JSON value (`null`, a number or a string).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Extreme {
+    /// No value yet.
+    None,
+    /// An integer.
+    Int(i64),
+    /// A decimal.
+    Float(f64),
+    /// A string.
+    Str(String),
+}
+
+impl Extreme {
+    /// From a number or string (anything else is `None`; callers check the kind first).
+    fn of(v: &Val<'_>) -> Extreme {
+        match v {
+            Val::Int(i) => Extreme::Int(*i),
+            Val::Float(f) => Extreme::Float(*f),
+            Val::Str(s) => Extreme::Str(s.to_string()),
+            _ => Extreme::None,
+        }
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            Extreme::Int(i) => Some(*i as f64),
+            Extreme::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Extreme::None => Value::Null,
+            Extreme::Int(i) => Value::from(*i),
+            Extreme::Float(f) => Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Extreme::Str(s) => Value::String(s.clone()),
+        }
+    }
+}
+
+impl Serialize for Extreme {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Extreme::None => s.serialize_unit(),
+            Extreme::Int(i) => s.serialize_i64(*i),
+            Extreme::Float(f) if f.is_finite() => s.serialize_f64(*f),
+            Extreme::Float(_) => s.serialize_unit(),
+            Extreme::Str(x) => s.serialize_str(x),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Extreme {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Extreme, D::Error> {
+        // Through a `Value`: numbers then read the same whatever serde_json's features.
+        Ok(match Value::deserialize(d)? {
+            Value::Null => Extreme::None,
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Extreme::Int(i),
+                None => Extreme::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(x) => Extreme::Str(x),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "a min/max state is a number or a string, not {other}"
+                )));
+            }
+        })
+    }
+}
+
+/// One event's aggregate inputs, by aggregate: values evaluated for it, or slots of the fields
+/// read from its bytes (no per-event vector either way).
+pub enum Inputs<'v, 'a> {
+    /// One value per aggregate.
+    Values(&'v [Val<'a>]),
+    /// Field slots, and per aggregate the slot of its input (`None` for `count()`).
+    Slots(&'v [Val<'a>], &'v [Option<usize>]),
+}
+
+static COUNTED: Val<'static> = Val::Bool(true);
+
+impl<'v, 'a> Inputs<'v, 'a> {
+    /// Aggregate `i`'s input (`true` for `count()`).
+    pub fn get(&self, i: usize) -> &'v Val<'a> {
+        match self {
+            Inputs::Values(v) => v.get(i).unwrap_or(&COUNTED),
+            Inputs::Slots(slots, at) => match at.get(i).copied().flatten() {
+                Some(s) => slots.get(s).unwrap_or(&COUNTED),
+                None => &COUNTED,
+            },
+        }
     }
 }
 
@@ -394,13 +493,17 @@ impl WindowAccs {
     pub fn add_values(
         &mut self,
         specs: &[AggSpec],
-        values: &[Val<'_>],
+        inputs: &Inputs<'_, '_>,
         ts: i64,
         seq: u64,
     ) -> Result<(), String> {
+        for (i, (spec, acc)) in specs.iter().zip(&self.accs).enumerate() {
+            acc.check(spec.func, inputs.get(i))
+                .map_err(|err| format!("aggregate {:?}: {err}", spec.name))?;
+        }
         self.events += 1;
-        for ((spec, acc), v) in specs.iter().zip(self.accs.iter_mut()).zip(values) {
-            acc.add(spec.func, v, ts, seq)
+        for (i, (spec, acc)) in specs.iter().zip(self.accs.iter_mut()).enumerate() {
+            acc.add(spec.func, inputs.get(i), ts, seq)
                 .map_err(|err| format!("aggregate {:?}: {err}", spec.name))?;
         }
         Ok(())

@@ -30,6 +30,8 @@ pub struct Chain {
     ops: Vec<Box<dyn Operator>>,
     counters: Vec<OpCounters>,
     format: Format,
+    /// The first step reads the JSON bytes itself ([`Operator::takes_raw_json`]): no decode.
+    raw_first: bool,
 }
 
 impl Chain {
@@ -45,10 +47,13 @@ impl Chain {
                 }
             })?);
         }
+        let raw_first =
+            config.format == Format::Json && built.first_mut().is_some_and(|o| o.takes_raw_json());
         Ok(Chain {
             counters: vec![OpCounters::default(); built.len()],
             ops: built,
             format: config.format,
+            raw_first,
         })
     }
 
@@ -75,7 +80,9 @@ impl Chain {
             .collect()
     }
 
-    /// Decodes a consumed record into an event (JSON errors are dead-lettered).
+    /// Decodes a consumed record into an event (JSON errors are dead-lettered). When the first
+    /// step reads the bytes itself the payload stays undecoded, and that step dead-letters a
+    /// payload that is not JSON.
     pub fn decode(
         &self,
         topic: &Arc<str>,
@@ -96,7 +103,7 @@ impl Chain {
                 offset: rec.offset,
             },
         };
-        if self.format == Format::Json {
+        if self.format == Format::Json && !self.raw_first {
             match serde_json::from_slice::<Value>(&e.raw) {
                 Ok(v) => e.json = Some(v),
                 Err(err) => {
@@ -186,5 +193,168 @@ impl Chain {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aorta_log::Record;
+    use bytes::Bytes;
+
+    fn chain(first: &str) -> Chain {
+        let toml = format!(
+            r#"
+[[pipelines]]
+name = "w"
+from = ["in"]
+{first}
+[[pipelines.steps]]
+op = "window"
+key = "patient_id"
+time = "ts"
+size = "1m"
+grace = "10s"
+late_topic = "late"
+aggregates = {{ n = "count()", nv = "count(hr)", avg = "avg(hr)", hi = "max(hr)", lo = "min(name)", last = "last(hr)" }}
+[[pipelines.sinks]]
+type = "topic"
+topic = "out"
+"#
+        );
+        let configs = crate::parse_pipelines(&toml).unwrap();
+        Chain::build(&configs[0], &Tables::default()).unwrap()
+    }
+
+    /// Outputs as (target, payload as JSON, or its bytes when it is not JSON). A late record
+    /// of the raw path keeps its bytes as received while the decoded path re-encodes it, so
+    /// payloads are compared as JSON.
+    fn run(c: &mut Chain, payloads: &[String]) -> Vec<(Target, Result<Value, Bytes>)> {
+        let topic: Arc<str> = "in".into();
+        let mut out = Vec::new();
+        for (offset, p) in payloads.iter().enumerate() {
+            let rec = ConsumedRecord {
+                offset: offset as u64,
+                record: Record {
+                    key: None,
+                    value: Bytes::from(p.clone()),
+                    headers: Vec::new(),
+                    timestamp_ms: 5,
+                },
+            };
+            if let Some(e) = c.decode(&topic, 0, rec, &mut out) {
+                c.push(e, &mut out);
+            }
+        }
+        c.end_of_input(&mut out);
+        out.into_iter()
+            .map(|(t, e)| {
+                let t = match t {
+                    // The failing step differs (decode vs the window): the reason must not.
+                    Target::DeadLetter { reason, .. } => Target::DeadLetter {
+                        reason,
+                        operator: String::new(),
+                    },
+                    other => other,
+                };
+                let bytes = e.encode();
+                (t, serde_json::from_slice(&bytes).map_err(|_| bytes))
+            })
+            .collect()
+    }
+
+    /// A window that reads its fields from the raw bytes gives exactly the outputs, late
+    /// records and dead letters of the same window over decoded events.
+    #[test]
+    fn raw_field_window_equals_decoded_window() {
+        let mut payloads = Vec::new();
+        for i in 0..400i64 {
+            let pid = format!("p{}", i % 7);
+            let ts = 60_000 * (i / 40) + (i * 7919) % 50_000 - if i % 13 == 0 { 90_000 } else { 0 };
+            payloads.push(match i % 11 {
+                0 => format!(r#"{{"patient_id":"{pid}","ts":{ts},"name":"n\"{i}"}}"#),
+                1 => format!(
+                    r#"{{"ts":{ts},"patient_id":"{pid}","hr":{}.5,"extra":{{"a":[1,2]}}}}"#,
+                    i % 90
+                ),
+                2 => format!(
+                    r#"{{"patient_id":"{pid}","ts":"1970-01-01T00:0{}:00Z","hr":60}}"#,
+                    i % 10
+                ),
+                3 if i % 3 == 0 => "not json".to_string(),
+                4 if i % 3 == 0 => "[1,2]".to_string(),
+                5 if i % 3 == 0 => format!(r#"{{"ts":{ts},"hr":1}}"#),
+                6 if i % 3 == 0 => format!(r#"{{"patient_id":"{pid}","ts":{ts},"hr":"high"}}"#),
+                _ => format!(
+                    r#"{{"patient_id":"{pid}","ts":{ts},"hr":{},"hr":{},"name":"x{i}"}}"#,
+                    i,
+                    i % 100
+                ),
+            });
+        }
+        let mut raw = chain("");
+        assert!(raw.raw_first, "a window of plain fields reads raw JSON");
+        let mut decoded = chain("[[pipelines.steps]]\nop = \"filter\"\nwhen = \"true\"");
+        assert!(!decoded.raw_first);
+        let a = run(&mut raw, &payloads);
+        let b: Vec<_> = run(&mut decoded, &payloads);
+        assert!(a.iter().any(|(t, ..)| *t == Target::Sinks));
+        assert!(a.iter().any(|(t, ..)| *t == Target::Topic("late".into())));
+        let dead: Vec<&String> = a
+            .iter()
+            .filter_map(|(t, ..)| match t {
+                Target::DeadLetter { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            dead.iter().any(|r| r.starts_with("value is not JSON")),
+            "{dead:?}"
+        );
+        assert!(dead.iter().any(|r| r.contains("is null")), "{dead:?}");
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x, y);
+        }
+    }
+
+    /// An event one aggregate cannot take is dead-lettered and counted by none of them, nor
+    /// does it open a window.
+    #[test]
+    fn a_rejected_event_changes_no_aggregate() {
+        for first in ["", "[[pipelines.steps]]\nop = \"filter\"\nwhen = \"true\""] {
+            let mut c = chain(first);
+            let out = run(
+                &mut c,
+                &[
+                    r#"{"patient_id":"a","ts":1000,"hr":70,"name":"x"}"#.to_string(),
+                    r#"{"patient_id":"a","ts":2000,"hr":"high","name":"y"}"#.to_string(),
+                    r#"{"patient_id":"a","ts":3000,"hr":80,"name":5}"#.to_string(),
+                    r#"{"patient_id":"b","ts":4000,"hr":"high"}"#.to_string(),
+                ],
+            );
+            let sinks: Vec<&Value> = out
+                .iter()
+                .filter(|(t, _)| *t == Target::Sinks)
+                .filter_map(|(_, v)| v.as_ref().ok())
+                .collect();
+            assert_eq!(sinks.len(), 1, "no window for b: {out:?}");
+            let w = sinks[0];
+            assert_eq!(
+                (w["n"].clone(), w["nv"].clone()),
+                (1.into(), 1.into()),
+                "{w}"
+            );
+            assert_eq!(
+                (w["hi"].clone(), w["lo"].clone()),
+                (70.into(), "x".into()),
+                "{w}"
+            );
+            let dead = out
+                .iter()
+                .filter(|(t, _)| matches!(t, Target::DeadLetter { .. }))
+                .count();
+            assert_eq!(dead, 3, "{out:?}");
+        }
     }
 }

@@ -125,7 +125,7 @@ impl<'a> Val<'a> {
         }
     }
 
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Val::Null => "null",
             Val::Bool(_) => "boolean",
@@ -309,6 +309,18 @@ impl Expr {
         match &self.root {
             Node::Path(steps) => match steps.first() {
                 Some(Step::Field(f)) => Some(f),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// If the expression is exactly one top-level field (`hr`, not `vitals.hr`): what a step
+    /// can read with [`crate::fields::FieldSet`] instead of decoding the whole record.
+    pub fn single_field(&self) -> Option<&str> {
+        match &self.root {
+            Node::Path(steps) => match steps.as_slice() {
+                [Step::Field(f)] => Some(f),
                 _ => None,
             },
             _ => None,

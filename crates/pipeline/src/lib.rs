@@ -8,6 +8,7 @@
 //! | [`config`] | `[[pipelines]]`: steps, sinks, defaults; unknown keys rejected with their path |
 //! | [`expr`] | the expression language of `when`/`set`/`key`/aggregate inputs |
 //! | [`ops`] | operators: filter, map, project, route, dedupe, window, enrich, early-warning, hl7-to-fhir, validate |
+//! | [`fields`] | reading the top-level fields a step needs straight from JSON bytes (no `Value` tree) |
 //! | [`agg`] | window aggregates (count, sum, avg, min, max, first, last, count_distinct, percentile) |
 //! | [`chain`] | one input partition's steps: events in, routed events out, dead letters |
 //! | [`sink`] | file (JSON lines, rotation), Parquet (part files), PostgreSQL (upsert) and webhook (retry, dead letter) sinks |
@@ -39,6 +40,7 @@ pub mod duration;
 pub mod error;
 pub mod event;
 pub mod expr;
+pub mod fields;
 pub mod ops;
 pub mod runner;
 pub mod sink;

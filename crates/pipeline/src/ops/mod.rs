@@ -143,6 +143,14 @@ pub trait Operator: Send + Sync {
     fn topics(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Asked once, of the first step of a JSON pipeline: can this step take its events with
+    /// the payload left undecoded (`json` is `None`, the JSON bytes are in `raw`) and read
+    /// what it needs itself ([`crate::fields`])? `true` commits the step to it: it must then
+    /// reject a payload that is not JSON, with the reason, as the decoder would have.
+    fn takes_raw_json(&mut self) -> bool {
+        false
+    }
 }
 
 /// Builds an operator from its config, checking everything that can be checked up front.
@@ -179,14 +187,20 @@ pub fn build(
 
 /// Reads an event time: an integer (epoch ms) or an RFC 3339 dateTime string.
 pub(crate) fn event_time(time: Option<&crate::expr::Expr>, e: &Event) -> Result<i64, String> {
-    use crate::expr::Val;
     let Some(expr) = time else {
         return Ok(e.timestamp_ms);
     };
-    match expr
-        .eval(e.value(), &e.meta())
-        .map_err(|err| err.to_string())?
-    {
+    time_of(
+        expr.eval(e.value(), &e.meta())
+            .map_err(|err| err.to_string())?,
+        expr,
+    )
+}
+
+/// An event time from the value `expr` gave: epoch ms, or an RFC 3339 dateTime string.
+pub(crate) fn time_of(v: crate::expr::Val<'_>, expr: &crate::expr::Expr) -> Result<i64, String> {
+    use crate::expr::Val;
+    match v {
         Val::Int(i) => Ok(i),
         Val::Float(f) if f.is_finite() => Ok(f as i64),
         Val::Str(s) => aorta_fhir::datetime::to_utc_nanos(&s)

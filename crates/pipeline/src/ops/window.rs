@@ -23,20 +23,64 @@
 //!
 //! State (open windows, stream time) is snapshotted into the pipeline's checkpoint.
 
-//! Hot path: the key is formatted into a reused buffer and looked up by `&str`; a window's
-//! key is allocated once, when the window opens; aggregate inputs are evaluated once per event
-//! and compared in place.
+//! Hot path: as the first step of a JSON pipeline whose key, time and aggregate inputs are all
+//! top-level fields, the window reads those fields straight from the record's bytes
+//! ([`crate::fields`]) and the record is never decoded into a `Value`. The key is formatted
+//! into a reused buffer and looked up by `&str` in seeded fast-hash maps; a window's key is
+//! allocated once, when the window opens; aggregate inputs are evaluated once per event and
+//! compared in place.
 
-use super::{OpResult, Operator, Out, event_time, reject};
-use crate::agg::{AggSpec, WindowAccs};
+use super::{OpResult, Operator, Out, reject, time_of};
+use crate::agg::{AggSpec, Inputs, WindowAccs};
 use crate::config::{WindowConfig, WindowKind};
 use crate::event::{Event, Origin};
 use crate::expr::{Expr, Val};
+use crate::fields::FieldSet;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Where the key, time and aggregate inputs are among the fields read from raw JSON.
+struct RawPlan {
+    fields: FieldSet,
+    key: usize,
+    time: Option<usize>,
+    /// Per aggregate: its input's slot (`None` for `count()`).
+    aggs: Vec<Option<usize>>,
+}
+
+impl RawPlan {
+    /// A plan when every expression is a single top-level field.
+    fn new(key: &Expr, time: Option<&Expr>, specs: &[AggSpec]) -> Option<RawPlan> {
+        let mut names = vec![key.single_field()?];
+        if let Some(t) = time {
+            names.push(t.single_field()?);
+        }
+        for s in specs {
+            if let Some(x) = &s.input {
+                names.push(x.single_field()?);
+            }
+        }
+        let fields = FieldSet::new(names.iter().copied());
+        let slot = |e: &Expr| e.single_field().and_then(|f| fields.slot(f));
+        Some(RawPlan {
+            key: slot(key)?,
+            time: match time {
+                Some(t) => Some(slot(t)?),
+                None => None,
+            },
+            aggs: specs
+                .iter()
+                .map(|s| s.input.as_ref().and_then(slot))
+                .collect(),
+            fields,
+        })
+    }
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Open {
@@ -93,6 +137,10 @@ pub struct Window {
     /// Every open window by (close time, key, start): the emission order.
     closing: BTreeSet<(i64, String, i64)>,
     keybuf: String,
+    /// Set when the expressions allow reading fields from raw JSON.
+    plan: Option<RawPlan>,
+    /// The chain hands this step undecoded JSON ([`Operator::takes_raw_json`]).
+    raw_json: bool,
 }
 
 /// Writes a key's text form (as [`Val::to_key_string`]) into `buf` without allocating for
@@ -163,7 +211,10 @@ impl Window {
         if let Some(t) = &c.late_topic {
             aorta_log::validate_topic_name(t).map_err(|e| e.to_string())?;
         }
+        let plan = RawPlan::new(&c.key, c.time.as_ref(), &specs);
         Ok(Window {
+            plan,
+            raw_json: false,
             key: c.key.clone(),
             key_field,
             time: c.time.clone(),
@@ -178,8 +229,8 @@ impl Window {
             stream_time: i64::MIN,
             seq: 0,
             late: 0,
-            open: HashMap::new(),
-            sessions: HashMap::new(),
+            open: HashMap::default(),
+            sessions: HashMap::default(),
             closing: BTreeSet::new(),
             keybuf: String::new(),
         })
@@ -255,31 +306,77 @@ impl Window {
 
     /// Adds one event to its windows; `Ok(false)` when it is late.
     fn add(&mut self, e: &Event) -> Result<bool, String> {
-        let key_val = self
-            .key
-            .eval(e.value(), &e.meta())
-            .map_err(|x| x.to_string())?;
-        if matches!(key_val, Val::Null) {
-            return Err(format!("window key `{}` is null", self.key));
+        if self.raw_json
+            && e.json.is_none()
+            && let Some(plan) = &self.plan
+        {
+            let mut slots = Vec::with_capacity(plan.fields.len());
+            if plan
+                .fields
+                .read(&e.raw, &mut slots)
+                .map_err(|x| x.to_string())?
+            {
+                let key_val = std::mem::replace(&mut slots[plan.key], Val::Null);
+                let ts = match (plan.time, &self.time) {
+                    (Some(i), Some(expr)) => time_of(slots[i].clone(), expr)?,
+                    _ => e.timestamp_ms,
+                };
+                let plan = self.plan.take();
+                let aggs = plan.as_ref().map_or(&[][..], |p| p.aggs.as_slice());
+                let r = self.add_with_key(key_val, ts, &Inputs::Slots(&slots, aggs));
+                self.plan = plan;
+                return r;
+            }
+            // JSON but not an object: decode it and evaluate as usual.
+            let v: Value = serde_json::from_slice(&e.raw).map_err(|x| x.to_string())?;
+            return self.add_from(&v, e);
         }
-        let mut keybuf = std::mem::take(&mut self.keybuf);
-        key_text(&key_val, &mut keybuf);
-        let r = self.add_keyed(e, &key_val, &keybuf);
-        self.keybuf = keybuf;
-        r
+        self.add_from(e.value(), e)
     }
 
-    fn add_keyed(&mut self, e: &Event, key_val: &Val<'_>, key: &str) -> Result<bool, String> {
-        let ts = event_time(self.time.as_ref(), e)?;
+    /// [`Window::add`] by evaluating the expressions against a decoded payload.
+    fn add_from(&mut self, value: &Value, e: &Event) -> Result<bool, String> {
+        let meta = e.meta();
+        let key_val = self.key.eval(value, &meta).map_err(|x| x.to_string())?;
+        let ts = match &self.time {
+            None => e.timestamp_ms,
+            Some(expr) => time_of(expr.eval(value, &meta).map_err(|x| x.to_string())?, expr)?,
+        };
         let mut values = Vec::with_capacity(self.specs.len());
         for spec in &self.specs {
             values.push(match &spec.input {
                 None => Val::Bool(true),
                 Some(x) => x
-                    .eval(e.value(), &e.meta())
+                    .eval(value, &meta)
                     .map_err(|err| format!("aggregate {:?}: {err}", spec.name))?,
             });
         }
+        self.add_with_key(key_val, ts, &Inputs::Values(&values))
+    }
+
+    fn add_with_key(
+        &mut self,
+        key_val: Val<'_>,
+        ts: i64,
+        values: &Inputs<'_, '_>,
+    ) -> Result<bool, String> {
+        if matches!(key_val, Val::Null) {
+            return Err(format!("window key `{}` is null", self.key));
+        }
+        let mut keybuf = std::mem::take(&mut self.keybuf);
+        key_text(&key_val, &mut keybuf);
+        let r = self.add_keyed(&key_val, &keybuf, ts, values);
+        self.keybuf = keybuf;
+        r
+    }
+
+    fn add_keyed(
+        &mut self,
+        key_val: &Val<'_>,
+        key: &str,
+        ts: i64,
+        values: &Inputs<'_, '_>,
+    ) -> Result<bool, String> {
         let stream_time = self.stream_time.max(ts);
         let watermark = stream_time.saturating_sub(self.grace);
         self.seq += 1;
@@ -291,23 +388,24 @@ impl Window {
                 while start + self.size > ts {
                     let end = start + self.size;
                     if end > watermark {
-                        let exists = self.open.get(key).is_some_and(|m| m.contains_key(&start));
-                        if !exists {
+                        let specs = &self.specs;
+                        if let Some(o) = self.open.get_mut(key).and_then(|m| m.get_mut(&start)) {
+                            o.accs.add_values(specs, values, ts, seq)?;
+                        } else {
                             if self.closing.len() >= self.max_open {
                                 return Err(self.too_many());
                             }
+                            let mut accs = WindowAccs::new(specs);
+                            // A window opens only with an event it took.
+                            accs.add_values(specs, values, ts, seq)?;
                             self.closing.insert((end, key.to_string(), start));
                             self.open.entry(key.to_string()).or_default().insert(
                                 start,
                                 Open {
                                     key: key_val.clone().into_json(),
-                                    accs: WindowAccs::new(&self.specs),
+                                    accs,
                                 },
                             );
-                        }
-                        let specs = &self.specs;
-                        if let Some(o) = self.open.get_mut(key).and_then(|m| m.get_mut(&start)) {
-                            o.accs.add_values(specs, &values, ts, seq)?;
                         }
                         accepted = true;
                     }
@@ -316,7 +414,7 @@ impl Window {
             }
             WindowKind::Session => {
                 if ts >= watermark {
-                    self.add_session(key, key_val, ts, &values, seq)?;
+                    self.add_session(key, key_val, ts, values, seq)?;
                     accepted = true;
                 }
             }
@@ -330,7 +428,7 @@ impl Window {
         key: &str,
         key_val: &Val<'_>,
         ts: i64,
-        values: &[Val<'_>],
+        values: &Inputs<'_, '_>,
         seq: u64,
     ) -> Result<(), String> {
         let gap = self.gap;
@@ -481,5 +579,10 @@ impl Operator for Window {
 
     fn topics(&self) -> Vec<String> {
         self.late_topic.iter().cloned().collect()
+    }
+
+    fn takes_raw_json(&mut self) -> bool {
+        self.raw_json = self.plan.is_some();
+        self.raw_json
     }
 }
