@@ -211,8 +211,14 @@ impl Acc {
     /// Adds one event's value.
     pub fn add(&mut self, f: AggFn, v: &Val<'_>, ts: i64, seq: u64) -> Result<(), String> {
         self.check(f, v)?;
+        self.apply(f, v, ts, seq);
+        Ok(())
+    }
+
+    /// Adds a value [`Acc::check`] took.
+    fn apply(&mut self, f: AggFn, v: &Val<'_>, ts: i64, seq: u64) {
         if matches!(v, Val::Null) {
-            return Ok(());
+            return;
         }
         match self {
             Acc::N { n } => *n += 1,
@@ -250,7 +256,6 @@ impl Acc {
             }
             Acc::P { vals } => vals.push(v.as_f64().unwrap_or(f64::NAN)),
         }
-        Ok(())
     }
 
     /// Folds `other` (a later or earlier part of the same window) into this one.
@@ -422,6 +427,23 @@ impl<'de> Deserialize<'de> for Extreme {
     }
 }
 
+/// Evaluates each aggregate's input against one event, in spec order (`true` for `count()`).
+pub fn eval_inputs<'a>(
+    specs: &[AggSpec],
+    value: &'a Value,
+    meta: &Meta<'a>,
+) -> Result<Vec<Val<'a>>, String> {
+    specs
+        .iter()
+        .map(|spec| match &spec.input {
+            None => Ok(Val::Bool(true)),
+            Some(e) => e
+                .eval(value, meta)
+                .map_err(|err| format!("aggregate {:?}: {err}", spec.name)),
+        })
+        .collect()
+}
+
 /// One event's aggregate inputs, by aggregate: values evaluated for it, or slots of the fields
 /// read from its bytes (no per-event vector either way).
 pub enum Inputs<'v, 'a> {
@@ -464,7 +486,7 @@ impl WindowAccs {
         }
     }
 
-    /// Adds one event.
+    /// Adds one event: into every aggregate, or (with the first reason) into none.
     pub fn add(
         &mut self,
         specs: &[AggSpec],
@@ -473,20 +495,8 @@ impl WindowAccs {
         ts: i64,
         seq: u64,
     ) -> Result<(), String> {
-        self.events += 1;
-        for (spec, acc) in specs.iter().zip(self.accs.iter_mut()) {
-            match &spec.input {
-                None => acc.add(spec.func, &Val::Bool(true), ts, seq)?,
-                Some(e) => {
-                    let v = e
-                        .eval(value, meta)
-                        .map_err(|err| format!("aggregate {:?}: {err}", spec.name))?;
-                    acc.add(spec.func, &v, ts, seq)
-                        .map_err(|err| format!("aggregate {:?}: {err}", spec.name))?;
-                }
-            }
-        }
-        Ok(())
+        let values = eval_inputs(specs, value, meta)?;
+        self.add_values(specs, &Inputs::Values(&values), ts, seq)
     }
 
     /// Adds one event whose aggregate inputs were already evaluated (in spec order).
@@ -503,8 +513,7 @@ impl WindowAccs {
         }
         self.events += 1;
         for (i, (spec, acc)) in specs.iter().zip(self.accs.iter_mut()).enumerate() {
-            acc.add(spec.func, inputs.get(i), ts, seq)
-                .map_err(|err| format!("aggregate {:?}: {err}", spec.name))?;
+            acc.apply(spec.func, inputs.get(i), ts, seq);
         }
         Ok(())
     }

@@ -216,7 +216,7 @@ time = "ts"
 size = "1m"
 grace = "10s"
 late_topic = "late"
-aggregates = {{ n = "count()", nv = "count(hr)", avg = "avg(hr)", hi = "max(hr)", lo = "min(name)", last = "last(hr)" }}
+aggregates = {{ n = "count()", nv = "count(hr)", avg = "avg(hr)", hi = "max(hr)", lo = "min(name)", last = "last(hr)", pids = "count_distinct(patient_id)" }}
 [[pipelines.sinks]]
 type = "topic"
 topic = "out"

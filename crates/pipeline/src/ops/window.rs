@@ -31,7 +31,7 @@
 //! compared in place.
 
 use super::{OpResult, Operator, Out, reject, time_of};
-use crate::agg::{AggSpec, Inputs, WindowAccs};
+use crate::agg::{AggSpec, Inputs, WindowAccs, eval_inputs};
 use crate::config::{WindowConfig, WindowKind};
 use crate::event::{Event, Origin};
 use crate::expr::{Expr, Val};
@@ -308,30 +308,34 @@ impl Window {
     fn add(&mut self, e: &Event) -> Result<bool, String> {
         if self.raw_json
             && e.json.is_none()
-            && let Some(plan) = &self.plan
+            && let Some(plan) = self.plan.take()
         {
-            let mut slots = Vec::with_capacity(plan.fields.len());
-            if plan
-                .fields
-                .read(&e.raw, &mut slots)
-                .map_err(|x| x.to_string())?
-            {
-                let key_val = std::mem::replace(&mut slots[plan.key], Val::Null);
-                let ts = match (plan.time, &self.time) {
-                    (Some(i), Some(expr)) => time_of(slots[i].clone(), expr)?,
-                    _ => e.timestamp_ms,
-                };
-                let plan = self.plan.take();
-                let aggs = plan.as_ref().map_or(&[][..], |p| p.aggs.as_slice());
-                let r = self.add_with_key(key_val, ts, &Inputs::Slots(&slots, aggs));
-                self.plan = plan;
-                return r;
-            }
+            let r = self.add_raw(&plan, e);
+            self.plan = Some(plan);
+            return r;
+        }
+        self.add_from(e.value(), e)
+    }
+
+    /// [`Window::add`] by reading the plan's fields from the undecoded JSON bytes.
+    fn add_raw(&mut self, plan: &RawPlan, e: &Event) -> Result<bool, String> {
+        let mut slots = Vec::with_capacity(plan.fields.len());
+        if !plan
+            .fields
+            .read(&e.raw, &mut slots)
+            .map_err(|x| x.to_string())?
+        {
             // JSON but not an object: decode it and evaluate as usual.
             let v: Value = serde_json::from_slice(&e.raw).map_err(|x| x.to_string())?;
             return self.add_from(&v, e);
         }
-        self.add_from(e.value(), e)
+        // Cloned, not moved out: an aggregate may read the key's field too.
+        let key_val = slots[plan.key].clone();
+        let ts = match (plan.time, &self.time) {
+            (Some(i), Some(expr)) => time_of(slots[i].clone(), expr)?,
+            _ => e.timestamp_ms,
+        };
+        self.add_with_key(key_val, ts, &Inputs::Slots(&slots, &plan.aggs))
     }
 
     /// [`Window::add`] by evaluating the expressions against a decoded payload.
@@ -342,15 +346,7 @@ impl Window {
             None => e.timestamp_ms,
             Some(expr) => time_of(expr.eval(value, &meta).map_err(|x| x.to_string())?, expr)?,
         };
-        let mut values = Vec::with_capacity(self.specs.len());
-        for spec in &self.specs {
-            values.push(match &spec.input {
-                None => Val::Bool(true),
-                Some(x) => x
-                    .eval(value, &meta)
-                    .map_err(|err| format!("aggregate {:?}: {err}", spec.name))?,
-            });
-        }
+        let values = eval_inputs(&self.specs, value, &meta)?;
         self.add_with_key(key_val, ts, &Inputs::Values(&values))
     }
 
