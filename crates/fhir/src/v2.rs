@@ -940,18 +940,23 @@ fn encounter(
         _ => "unknown",
     };
     e["status"] = json!(status);
+    // PV1-19 is the visit number whatever CX-5 says (v2-to-FHIR PV1 map: type VN); PV1-50,
+    // the alternate visit id, keeps its own type.
+    let mut ids = Vec::new();
     if let Some(vn) = r.first(pv1, 19)
         && let Some(mut id) = r.identifier(&vn)
     {
-        if id.get("type").is_none() {
-            id["type"] = json!({"coding": [{"code": "VN", "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "display": "Visit number"}]});
-        }
-        e["identifier"] = json!([id]);
+        id["type"] = json!({"coding": [{"code": "VN", "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "display": "Visit number"}], "text": "visit number"});
+        ids.push(id);
     }
+    ids.extend(r.first(pv1, 50).and_then(|x| r.identifier(&x)));
+    insert(&mut e, "identifier", non_empty(ids));
     insert(
         &mut e,
         "type",
-        r.table_code(pv1, 4, "0007").map(|c| json!([c])),
+        r.table_code(pv1, 4, "0007")
+            .map(|c| with_display(c, admission_type_display))
+            .map(|c| json!([c])),
     );
     if let Some(s) = r.f(pv1, 10) {
         e["serviceType"] = json!({"coding": [{"code": s}]});
@@ -963,7 +968,8 @@ fn encounter(
     );
     let mut hosp = Map::new();
     if let Some(v) = r.table_code(pv1, 13, "0092") {
-        hosp.insert("reAdmission".into(), v);
+        let readmission = |c: &str| (c == "R").then_some("Re-admission");
+        hosp.insert("reAdmission".into(), with_display(v, readmission));
     }
     if let Some(v) = r.codeable_field(pv1, 14) {
         hosp.insert("admitSource".into(), v);
@@ -979,13 +985,17 @@ fn encounter(
     }
     // PV1-7/8/9/17 (XCN) → participants (v3-ParticipationType) and Practitioner resources.
     let mut participants = Vec::new();
-    for (field, code, label) in [
-        (7, "ATND", "attender"),
-        (8, "REF", "referrer"),
-        (9, "CON", "consultant"),
-        (17, "ADM", "admitter"),
+    // PV1-52 (other healthcare provider) and PV2-13 (referral source) as FHIR-Converter maps them.
+    for (seg, field, code, label) in [
+        (Some(pv1), 7, "ATND", "attender"),
+        (Some(pv1), 8, "REF", "referrer"),
+        (Some(pv1), 9, "CON", "consultant"),
+        (Some(pv1), 17, "ADM", "admitter"),
+        (Some(pv1), 52, "PART", "Participation"),
+        (pv2, 13, "REF", "referrer"),
     ] {
-        for x in r.reps(pv1, field) {
+        let Some(seg) = seg else { continue };
+        for x in r.reps(seg, field) {
             let Some(pr) = practitioner(r, &x, b) else {
                 continue;
             };
@@ -1017,10 +1027,8 @@ fn encounter(
         }
     }
     insert(&mut e, "location", non_empty(locations));
-    if let Some(pv2) = pv2
-        && let Some(reason) = r.codeable_field(pv2, 3)
-    {
-        e["reasonCode"] = json!([reason]);
+    if let Some(pv2) = pv2 {
+        pv2_details(r, pv2, &mut e);
     }
     if let Some(p) = patient {
         e["subject"] = json!({"reference": p});
@@ -1035,6 +1043,82 @@ fn encounter(
         ],
     );
     b.add(e, id)
+}
+
+/// The PV2 fields an Encounter takes: reason PV2-3, expected length of stay PV2-11 (days),
+/// visit priority PV2-25 (table 0217 → v3-ActPriority, the v2-to-FHIR ConceptMap), mode of
+/// arrival PV2-38 (table 0430, core extension `encounter-modeOfArrival`).
+fn pv2_details(r: &Reader<'_, '_>, pv2: &Segment<'_>, e: &mut Value) {
+    if let Some(reason) = r.codeable_field(pv2, 3) {
+        e["reasonCode"] = json!([reason]);
+    }
+    if let Some(days) = r.f(pv2, 11).filter(|d| is_decimal(d)) {
+        e["length"] = json!({"value": Value::Number(decimal(&days)), "unit": "d", "system": "http://unitsofmeasure.org", "code": "d"});
+    }
+    if let Some(x) = r.first(pv2, 25) {
+        let codings: Vec<Value> = [(1, 7), (4, 8)]
+            .iter()
+            .filter_map(|&(code, version)| {
+                let (code, display) = match r.c(&x, code)?.as_str() {
+                    "1" => ("EM", "emergency"),
+                    "2" => ("UR", "urgent"),
+                    "3" => ("EL", "elective"),
+                    _ => return None,
+                };
+                let mut c = json!({"code": code, "display": display, "system": "http://terminology.hl7.org/CodeSystem/v3-ActPriority"});
+                if let Some(v) = r.c(&x, version) {
+                    c["version"] = json!(v);
+                }
+                Some(c)
+            })
+            .collect();
+        if !codings.is_empty() {
+            e["priority"] = json!({"coding": codings});
+        }
+    }
+    if let Some(mode) = r.f(pv2, 38) {
+        let display = match mode.as_str() {
+            "A" => Some("Ambulance"),
+            "C" => Some("Car"),
+            "F" => Some("On foot"),
+            "H" => Some("Helicopter"),
+            "O" => Some("Other"),
+            "P" => Some("Public Transport"),
+            "U" => Some("Unknown"),
+            _ => None,
+        };
+        let mut coding =
+            json!({"code": mode, "system": "http://terminology.hl7.org/CodeSystem/v2-0430"});
+        if let Some(d) = display {
+            coding["display"] = json!(d);
+        }
+        e["extension"] = json!([{"url": "http://hl7.org/fhir/StructureDefinition/encounter-modeOfArrival", "valueCoding": coding}]);
+    }
+}
+
+/// HL7 table 0007 (admission type) displays.
+fn admission_type_display(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "A" => "Accident",
+        "C" => "Elective",
+        "E" => "Emergency",
+        "L" => "Labor and Delivery",
+        "N" => "Newborn (Birth in healthcare facility)",
+        "R" => "Routine",
+        "U" => "Urgent",
+        _ => return None,
+    })
+}
+
+/// Adds the display `table` gives for the first coding's code, where it has none.
+fn with_display(mut concept: Value, table: impl Fn(&str) -> Option<&'static str>) -> Value {
+    if let Some(c) = concept.pointer_mut("/coding/0")
+        && c.get("display").is_none()
+        && let Some(d) = c["code"].as_str().and_then(&table)
+    {
+        c["display"] = json!(d);
+    }
+    concept
 }
 
 /// PL (point of care ^ room ^ bed ^ facility …) → Location named by its parts.
@@ -1188,53 +1272,7 @@ fn observation(
     o["code"] = r.codeable_field(obx, 3)?;
     let vt = r.f(obx, 2).unwrap_or_default();
     let values = r.reps(obx, 5);
-    if let Some(v) = values.first() {
-        match vt.as_str() {
-            "NM" | "SN" => {
-                let (comparator, num) = if vt == "SN" {
-                    (r.c(v, 1), r.c(v, 2))
-                } else {
-                    (None, r.c(v, 1))
-                };
-                if let Some(n) = num.as_deref().map(str::trim).filter(|n| is_decimal(n)) {
-                    let mut q = json!({"value": Value::Number(decimal(n))});
-                    if let Some(c) =
-                        comparator.filter(|c| ["<", "<=", ">", ">="].contains(&c.as_str()))
-                    {
-                        q["comparator"] = json!(c);
-                    }
-                    if let Some(u) = r.first(obx, 6) {
-                        if let Some(unit) = r.c(&u, 2).or_else(|| r.c(&u, 1)) {
-                            q["unit"] = json!(unit);
-                        }
-                        if let Some(code) = r.c(&u, 1) {
-                            let sys = r.c(&u, 3).map(|s| system_uri(&s));
-                            if sys.as_deref() == Some("http://unitsofmeasure.org")
-                                || r.c(&u, 3).is_none()
-                            {
-                                q["system"] = json!("http://unitsofmeasure.org");
-                                q["code"] = json!(code);
-                            }
-                        }
-                    }
-                    o["valueQuantity"] = q;
-                } else if let Some(text) = r.text(v.raw()) {
-                    o["valueString"] = json!(text);
-                }
-            }
-            "CWE" | "CE" | "CNE" | "CF" => insert(&mut o, "valueCodeableConcept", r.codeable(v)),
-            "DT" => insert(&mut o, "valueDateTime", r.date(r.c(v, 1))),
-            "TS" | "DTM" => insert(&mut o, "valueDateTime", r.datetime(r.c(v, 1))),
-            "TM" => {}
-            _ => {
-                let text: Vec<String> = values.iter().filter_map(|x| r.text(x.raw())).collect();
-                if !text.is_empty() {
-                    o["valueString"] = json!(text.join("\n"));
-                }
-            }
-        }
-    }
-    if let Some(range) = r.f(obx, 7) {
+    let range = r.f(obx, 7).map(|range| {
         let mut rr = json!({"text": range});
         if let Some((lo, hi)) = range.split_once('-')
             && is_decimal(lo.trim())
@@ -1243,7 +1281,41 @@ fn observation(
             rr["low"] = json!({"value": Value::Number(decimal(lo.trim()))});
             rr["high"] = json!({"value": Value::Number(decimal(hi.trim()))});
         }
-        o["referenceRange"] = json!([rr]);
+        rr
+    });
+    let textual = !matches!(
+        vt.as_str(),
+        "NM" | "SN" | "CWE" | "CE" | "CNE" | "CF" | "DT" | "TS" | "DTM" | "TM"
+    );
+    if textual {
+        let text: Vec<String> = values.iter().filter_map(|x| r.text(x.raw())).collect();
+        if !text.is_empty() {
+            o["valueString"] = json!(text.join("\n"));
+        }
+        insert(&mut o, "referenceRange", range.map(|rr| json!([rr])));
+    } else if values.len() > 1 {
+        // A repeating structured OBX-5 (two readings of one code): one component per value,
+        // each with the code and the reference range, as FHIR-Converter writes it.
+        let components: Vec<Value> = values
+            .iter()
+            .filter_map(|v| {
+                let (key, value) = obx_value(r, obx, &vt, v)?;
+                let mut c = json!({"code": o["code"].clone()});
+                c[key] = value;
+                insert(
+                    &mut c,
+                    "referenceRange",
+                    range.clone().map(|rr| json!([rr])),
+                );
+                Some(c)
+            })
+            .collect();
+        insert(&mut o, "component", non_empty(components));
+    } else {
+        if let Some((key, value)) = values.first().and_then(|v| obx_value(r, obx, &vt, v)) {
+            o[key] = value;
+        }
+        insert(&mut o, "referenceRange", range.map(|rr| json!([rr])));
     }
     let interp: Vec<Value> = r
         .reps(obx, 8)
@@ -1281,6 +1353,56 @@ fn observation(
         ],
     );
     Some(b.add(o, id))
+}
+
+/// One structured OBX-5 value by its OBX-2 type: NM/SN → Quantity (comparator, OBX-6 unit,
+/// UCUM when the unit names no other system), coded → CodeableConcept, DT/DTM → dateTime.
+/// A number that does not parse stays a string; TM has no FHIR value type here.
+fn obx_value(
+    r: &Reader<'_, '_>,
+    obx: &Segment<'_>,
+    vt: &str,
+    v: &Repetition<'_>,
+) -> Option<(&'static str, Value)> {
+    match vt {
+        "NM" | "SN" => {
+            let (comparator, num) = if vt == "SN" {
+                (r.c(v, 1), r.c(v, 2))
+            } else {
+                (None, r.c(v, 1))
+            };
+            let Some(n) = num.as_deref().map(str::trim).filter(|n| is_decimal(n)) else {
+                return r.text(v.raw()).map(|t| ("valueString", json!(t)));
+            };
+            let mut q = json!({"value": Value::Number(decimal(n))});
+            if let Some(c) = comparator.filter(|c| ["<", "<=", ">", ">="].contains(&c.as_str())) {
+                q["comparator"] = json!(c);
+            }
+            if let Some(u) = r.first(obx, 6) {
+                if let Some(unit) = r.c(&u, 2).or_else(|| r.c(&u, 1)) {
+                    q["unit"] = json!(unit);
+                }
+                if let Some(code) = r.c(&u, 1) {
+                    match r.c(&u, 3).map(|s| system_uri(&s)) {
+                        None => {
+                            q["system"] = json!("http://unitsofmeasure.org");
+                            q["code"] = json!(code);
+                        }
+                        Some(sys) if sys.starts_with("http://example.com/") => {}
+                        Some(sys) => {
+                            q["system"] = json!(sys);
+                            q["code"] = json!(code);
+                        }
+                    }
+                }
+            }
+            Some(("valueQuantity", q))
+        }
+        "CWE" | "CE" | "CNE" | "CF" => r.codeable(v).map(|c| ("valueCodeableConcept", c)),
+        "DT" => r.date(r.c(v, 1)).map(|d| ("valueDateTime", d)),
+        "TS" | "DTM" => r.datetime(r.c(v, 1)).map(|d| ("valueDateTime", d)),
+        _ => None,
+    }
 }
 
 /// An HL7 v2 NM value (optional sign, digits, optional point and digits; `.5` allowed).
@@ -1835,6 +1957,60 @@ mod tests {
         assert_eq!(obs[2]["status"], "preliminary");
         assert_eq!(obs[3]["valueQuantity"]["comparator"], "<");
         // Every resource is valid R4 (strict), and so is the Bundle.
+        let bytes = serde_json::to_vec(&b).unwrap();
+        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
+            panic!("{o}");
+        }
+    }
+
+    #[test]
+    fn a_repeating_numeric_value_becomes_components() {
+        let raw = "MSH|^~\\&|LAB|HOSP|EHR|HOSP|20260101083000-0500||ORU^R01|M2|P|2.5.1\r\
+            PID|1||12345^^^HOSP^MR||Doe^Jane\r\
+            OBR|1|P1|F1|85354-9^BP panel^LN\r\
+            OBX|1|NM|8867-4^Heart rate^LN||60~120|/min^^UCUM|50-100||||F\r";
+        let b = bundle(raw);
+        let o = of_type(&b, "Observation")[0];
+        assert!(o.get("valueQuantity").is_none(), "{o}");
+        let c = o["component"].as_array().unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1]["code"]["coding"][0]["code"], "8867-4");
+        assert_eq!(c[1]["valueQuantity"]["value"], json!(120));
+        assert_eq!(c[1]["valueQuantity"]["code"], "/min");
+        assert_eq!(c[0]["referenceRange"][0]["high"]["value"], json!(100));
+        let bytes = serde_json::to_vec(&b).unwrap();
+        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
+            panic!("{o}");
+        }
+    }
+
+    #[test]
+    fn pv1_and_pv2_details_reach_the_encounter() {
+        let raw = "MSH|^~\\&|ADT|HOSP|EHR|HOSP|20260101083000-0500||ADT^A01|M3|P|2.5.1\r\
+            PID|1||12345^^^HOSP^MR||Doe^Jane\r\
+            PV1|1|I|||||||||||R||||||V77^^^HOSP^AM|||||||||||||||||||||||||||||||A9^^^HOSP^MR\r\
+            PV2|||||||||||3||||||||||||||2^^^3\r";
+        let b = bundle(raw);
+        let e = of_type(&b, "Encounter")[0];
+        assert_eq!(e["identifier"][0]["value"], "V77");
+        assert_eq!(
+            e["identifier"][0]["type"]["coding"][0]["code"], "VN",
+            "PV1-19 is the visit number"
+        );
+        assert_eq!(e["identifier"][1]["value"], "A9", "PV1-50");
+        assert_eq!(
+            e["hospitalization"]["reAdmission"]["coding"][0]["display"],
+            "Re-admission"
+        );
+        assert_eq!(
+            e["length"],
+            json!({"value": 3, "unit": "d", "system": "http://unitsofmeasure.org", "code": "d"})
+        );
+        let p = &e["priority"]["coding"];
+        assert_eq!(
+            (p[0]["code"].as_str(), p[1]["code"].as_str()),
+            (Some("UR"), Some("EL"))
+        );
         let bytes = serde_json::to_vec(&b).unwrap();
         if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
             panic!("{o}");

@@ -55,6 +55,18 @@ fn conversions_match_fhir_converter() {
         }
         let want: Value =
             serde_json::from_slice(&std::fs::read(root.join(expected)).unwrap()).unwrap();
+        if let Some(dir) = std::env::var_os("AORTA_FHIR_DUMP") {
+            // Diagnostic aid: each produced Bundle next to its expected one, for diffing.
+            let name = std::path::Path::new(input)
+                .file_stem()
+                .unwrap()
+                .to_string_lossy();
+            let dir = std::path::Path::new(&dir);
+            std::fs::create_dir_all(dir).unwrap();
+            let pretty = |v: &Value| serde_json::to_vec_pretty(v).unwrap();
+            std::fs::write(dir.join(format!("{name}.ours.json")), pretty(&ours)).unwrap();
+            std::fs::write(dir.join(format!("{name}.want.json")), pretty(&want)).unwrap();
+        }
         let tally = by_message.entry(kind.clone()).or_default();
         tally.cases += 1;
         compare(&ours, &want, tally, &mut by_resource, &mut missing_leaves);
