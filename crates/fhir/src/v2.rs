@@ -207,6 +207,17 @@ impl<'a> Reader<'_, 'a> {
         self.first(seg, field).and_then(|r| self.codeable(&r))
     }
 
+    /// `concept` (from the CWE `r`) with `text` set to CWE-2 when CWE-9 gave none: the
+    /// fields FHIR-Converter writes a text for (citizenship, nationality, species, veteran).
+    fn with_text(&self, mut concept: Value, r: &Repetition<'a>) -> Value {
+        if concept.get("text").is_none()
+            && let Some(t) = self.c(r, 2)
+        {
+            concept["text"] = json!(t);
+        }
+        concept
+    }
+
     /// A coded value in an HL7 table → CodeableConcept with the table's system.
     fn table_code(&self, seg: &Segment<'a>, field: usize, table: &str) -> Option<Value> {
         let r = self.first(seg, field)?;
@@ -323,20 +334,31 @@ impl<'a> Reader<'_, 'a> {
     /// XAD → Address.
     fn address(&self, r: &Repetition<'a>) -> Option<Value> {
         let mut a = Map::new();
-        let lines: Vec<String> = [1, 2].iter().filter_map(|&i| self.c(r, i)).collect();
+        // XAD-1 (SAD: street or mailing address, street name, dwelling number), XAD-2, and
+        // XAD-19 (addressee, v2.7+) each give a line.
+        let mut lines: Vec<String> = (1..=3).filter_map(|m| self.sc(r, 1, m)).collect();
+        lines.extend([2, 19].iter().filter_map(|&i| self.c(r, i)));
         if !lines.is_empty() {
             a.insert("line".into(), json!(lines));
         }
-        for (i, k) in [
-            (3, "city"),
-            (4, "state"),
-            (5, "postalCode"),
-            (6, "country"),
-            (9, "district"),
-        ] {
+        for (i, k) in [(3, "city"), (4, "state"), (5, "postalCode"), (6, "country")] {
             if let Some(v) = self.c(r, i) {
                 a.insert(k.into(), json!(v));
             }
+        }
+        // XAD-9 county: its code, else (a CWE from v2.6 on) its text.
+        if let Some(v) = self.sc(r, 9, 1).or_else(|| self.sc(r, 9, 2)) {
+            a.insert("district".into(), json!(v));
+        }
+        // XAD-12 validity range (DR), else XAD-13/14 effective and expiration dates.
+        let start = self
+            .date(self.sc(r, 12, 1))
+            .or_else(|| self.date(self.c(r, 13)));
+        let end = self
+            .date(self.sc(r, 12, 2))
+            .or_else(|| self.date(self.c(r, 14)));
+        if let Some(p) = period(start, end) {
+            a.insert("period".into(), p);
         }
         if a.is_empty() {
             return None;
@@ -655,6 +677,15 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
     );
     insert(&mut p, "gender", gender(r.f(pid, 8)).map(|g| json!(g)));
     insert(&mut p, "birthDate", r.date(r.f(pid, 7)));
+    // A birth date with a time of day keeps the time in the core `patient-birthTime`
+    // extension on the date (http://hl7.org/fhir/R4/extension-patient-birthtime.html).
+    if let Some(dtm) = r.f(pid, 7).filter(|d| d.len() > 8)
+        && let Some(t) = r
+            .datetime(Some(dtm))
+            .filter(|t| t.as_str().is_some_and(|t| t.contains('T')))
+    {
+        p["_birthDate"] = json!({"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime", "valueDateTime": t}]});
+    }
     insert(
         &mut p,
         "address",
@@ -675,6 +706,8 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
             .iter()
             .filter_map(|x| r.telecom(x, Some("work"))),
     );
+    // PID-40 (v2.7+) carries every telecom with its own use.
+    telecom.extend(r.reps(pid, 40).iter().filter_map(|x| r.telecom(x, None)));
     insert(&mut p, "telecom", non_empty(telecom));
     let contacts: Vec<Value> = r
         .msg
@@ -727,8 +760,26 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
         let mut texts = Vec::new();
         for rep in r.reps(pid, field) {
             let Some(code) = r.c(&rep, 1) else { continue };
-            let display = r.c(&rep, 2);
+            let mut display = r.c(&rep, 2);
+            let mut code = code;
+            // Table 0189 (ethnic group) codes → CDC Race & Ethnicity, the system US Core
+            // binds (v2-to-FHIR ConceptMap "EthnicGroup").
+            if field == 22
+                && r.c(&rep, 3)
+                    .is_none_or(|s| s.eq_ignore_ascii_case("HL70189"))
+                && let Some((cdc, name)) = match code.as_str() {
+                    "H" => Some(("2135-2", "Hispanic or Latino")),
+                    "N" => Some(("2186-5", "Non Hispanic or Latino")),
+                    _ => None,
+                }
+            {
+                code = cdc.to_string();
+                display = Some(name.to_string());
+            }
             let mut coding = json!({"code": code, "system": "urn:oid:2.16.840.1.113883.6.238"});
+            if let Some(v) = r.c(&rep, 7) {
+                coding["version"] = json!(v);
+            }
             if let Some(d) = &display {
                 coding["display"] = json!(d);
                 texts.push(d.clone());
@@ -739,7 +790,8 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
             let text = if texts.is_empty() {
                 "unknown".to_string()
             } else {
-                texts.join(", ")
+                // Joined as FHIR-Converter joins them, so the two stay comparable.
+                texts.join("+")
             };
             parts.push(json!({"url": "text", "valueString": text}));
             ext.push(json!({"url": url, "extension": parts}));
@@ -758,9 +810,14 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
         }
         ext.push(json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-religion", "valueCodeableConcept": rel}));
     }
+    // PID-26 citizenship and PID-39 tribal citizenship; PID-28 nationality.
     for (field, url) in [
         (
             26,
+            "http://hl7.org/fhir/StructureDefinition/patient-citizenship",
+        ),
+        (
+            39,
             "http://hl7.org/fhir/StructureDefinition/patient-citizenship",
         ),
         (
@@ -769,21 +826,29 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
         ),
     ] {
         for x in r.reps(pid, field) {
-            if let Some(code) = r.codeable(&x) {
+            if let Some(code) = r.codeable(&x).map(|c| r.with_text(c, &x)) {
                 ext.push(json!({"url": url, "extension": [{"url": "code", "valueCodeableConcept": code}]}));
             }
         }
     }
+    // PID-27 veteran military status, under FHIR-Converter's extension URL (core R4 has none).
+    if let Some(x) = r.first(pid, 27)
+        && let Some(c) = r.codeable(&x).map(|c| r.with_text(c, &x))
+    {
+        ext.push(json!({"url": "http://example.com/v2-to-fhir-converter/StructureDefinition/VeteranMilitaryStatus", "valueCodeableConcept": c}));
+    }
     let animal: Vec<Value> = [(35, "species"), (36, "breed")]
         .iter()
         .filter_map(|&(f, name)| {
-            r.codeable_field(pid, f)
-                .map(|c| json!({"url": name, "valueCodeableConcept": c}))
+            let x = r.first(pid, f)?;
+            r.codeable(&x)
+                .map(|c| json!({"url": name, "valueCodeableConcept": r.with_text(c, &x)}))
         })
         .collect();
     if !animal.is_empty() {
         ext.push(json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-animal", "extension": animal}));
     }
+    ext.extend(patient_context_extensions(r));
     insert(&mut p, "extension", non_empty(ext));
     if let Some(mut lang) = r.codeable_field(pid, 15) {
         bcp47_languages(&mut lang);
@@ -802,6 +867,37 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
         resource_id("Patient", &k)
     };
     b.add(p, id)
+}
+
+/// Patient extensions from segments other than PID: PD1-14 place of worship (core
+/// `patient-congregation`), PV1-16 VIP indicator (core `patient-importance`), DB1-4/-5/-6
+/// disability indicator and period (FHIR-Converter's extension URLs; core R4 has none).
+fn patient_context_extensions(r: &Reader<'_, '_>) -> Vec<Value> {
+    let mut ext = Vec::new();
+    if let Some(pd1) = r.msg.segment("PD1", 1)
+        && let Some(place) = r.f(&pd1, 14)
+    {
+        ext.push(json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-congregation", "valueString": place}));
+    }
+    if let Some(pv1) = r.msg.segment("PV1", 1)
+        && let Some(vip) = r.codeable_field(&pv1, 16)
+    {
+        ext.push(json!({"url": "http://hl7.org/fhir/StructureDefinition/patient-importance", "valueCodeableConcept": vip}));
+    }
+    if let Some(db1) = r.msg.segment("DB1", 1) {
+        let flag = match r.f(&db1, 4).as_deref() {
+            Some("Y") => Some(true),
+            Some("N") => Some(false),
+            _ => None,
+        };
+        if let Some(f) = flag {
+            ext.push(json!({"url": "http://example.com/v2-to-fhir-converter/StructureDefinition/patient-disabilityIndicator", "valueBoolean": f}));
+        }
+        if let Some(p) = period(r.date(r.f(&db1, 5)), r.date(r.f(&db1, 6))) {
+            ext.push(json!({"url": "http://example.com/v2-to-fhir-converter/StructureDefinition/DisabilityPeriod", "valuePeriod": p}));
+        }
+    }
+    ext
 }
 
 /// PID-15 codes from table 0296 (ISO 639-2, three letters) → BCP-47, the code system FHIR
@@ -2010,6 +2106,65 @@ mod tests {
         assert_eq!(
             (p[0]["code"].as_str(), p[1]["code"].as_str()),
             (Some("UR"), Some("EL"))
+        );
+        let bytes = serde_json::to_vec(&b).unwrap();
+        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
+            panic!("{o}");
+        }
+    }
+
+    #[test]
+    fn patient_takes_birth_time_extensions_and_full_addresses() {
+        let raw = "MSH|^~\\&|ADT|HOSP|EHR|HOSP|20260101083000-0500||ADT^A04|M4|P|2.8\r\
+            PID|1||12345^^^HOSP^MR||Doe^Jane||198808181126+0215|||2106-3^White^CDCREC~2028-9^Asian^CDCREC|1000&Main St^Apt 2^Town^MI^99999^USA^H^^&W^^^20000110&20000120|||||||||||H^Hispanic^HL70189||||US^United States^ISO3166_1|V1^retired^ART||||||||||||CA^Canada^ISO3166_1\r\
+            PD1||||||||||||||Methodist Church\r\
+            PV1|1|O\r\
+            DB1|1|||Y|20210830|20210930\r";
+        let b = bundle(raw);
+        let p = of_type(&b, "Patient")[0];
+        assert_eq!(p["birthDate"], "1988-08-18");
+        assert_eq!(
+            p["_birthDate"]["extension"][0]["valueDateTime"],
+            "1988-08-18T11:26:00+02:15"
+        );
+        let a = &p["address"][0];
+        assert_eq!(a["line"], json!(["1000", "Main St", "Apt 2"]));
+        assert_eq!(a["district"], "W");
+        assert_eq!(
+            a["period"],
+            json!({"start": "2000-01-10", "end": "2000-01-20"})
+        );
+        let ext = p["extension"].as_array().unwrap();
+        let by_url = |tail: &str| -> Vec<&Value> {
+            ext.iter()
+                .filter(|e| e["url"].as_str().unwrap().ends_with(tail))
+                .collect()
+        };
+        let race = by_url("us-core-race")[0];
+        assert_eq!(race["extension"][2]["valueString"], "White+Asian");
+        let eth = by_url("us-core-ethnicity")[0];
+        assert_eq!(
+            eth["extension"][0]["valueCoding"]["code"], "2135-2",
+            "table 0189 H"
+        );
+        let citizenship = by_url("patient-citizenship");
+        assert_eq!(citizenship.len(), 2, "PID-26 and PID-39");
+        assert_eq!(
+            citizenship[1]["extension"][0]["valueCodeableConcept"]["text"],
+            "Canada"
+        );
+        assert_eq!(by_url("VeteranMilitaryStatus").len(), 1);
+        assert_eq!(
+            by_url("patient-congregation")[0]["valueString"],
+            "Methodist Church"
+        );
+        assert_eq!(
+            by_url("patient-disabilityIndicator")[0]["valueBoolean"],
+            true
+        );
+        assert_eq!(
+            by_url("DisabilityPeriod")[0]["valuePeriod"]["end"],
+            "2021-09-30"
         );
         let bytes = serde_json::to_vec(&b).unwrap();
         if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
