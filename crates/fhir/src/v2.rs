@@ -453,6 +453,81 @@ fn assigner_system(
     }
 }
 
+/// CX → Identifier whose assigner is the Organization CX-4 names, where CX-4 carries a
+/// universal id (an HD with only a namespace stays in `system`).
+fn cx_identifier(r: &Reader<'_, '_>, x: &Repetition<'_>, b: &mut Builder) -> Option<Value> {
+    let mut id = r.identifier(x)?;
+    if let Some(org) = hd_organization(r, x, 4, b) {
+        id["assigner"] = json!({"reference": org});
+    }
+    Some(id)
+}
+
+/// The Organization an HD (assigning authority: namespace & universal id & its type, at
+/// component `comp` of `x`) stands for: named by the namespace, identified by the universal
+/// id (`urn:oid:` for an ISO OID, else typed by table 0301). None without a universal id.
+fn hd_organization(
+    r: &Reader<'_, '_>,
+    x: &Repetition<'_>,
+    comp: usize,
+    b: &mut Builder,
+) -> Option<String> {
+    let uid = r.sc(x, comp, 2)?;
+    let ns = r.sc(x, comp, 1);
+    let kind = r.sc(x, comp, 3);
+    let id = match kind.as_deref() {
+        Some(k) if k.eq_ignore_ascii_case("ISO") => {
+            json!({"system": "urn:ietf:rfc:3986", "value": format!("urn:oid:{uid}")})
+        }
+        Some(k) => {
+            json!({"value": uid, "type": {"coding": [{"code": k, "system": "http://terminology.hl7.org/CodeSystem/v2-0301"}]}})
+        }
+        None => json!({"value": uid}),
+    };
+    let mut org = json!({"resourceType": "Organization", "identifier": [id]});
+    if let Some(n) = &ns {
+        org["name"] = json!(n);
+    }
+    let key = resource_id(
+        "Organization",
+        &[
+            ns.as_deref().unwrap_or(""),
+            &uid,
+            kind.as_deref().unwrap_or(""),
+        ],
+    );
+    Some(b.add(org, key))
+}
+
+/// XON (organization name ^ type ^ id ^ … ^ assigning authority (6) ^ … ^ identifier (10))
+/// → Organization.
+fn xon_organization(r: &Reader<'_, '_>, x: &Repetition<'_>, b: &mut Builder) -> Option<String> {
+    let name = r.c(x, 1);
+    let value = r.c(x, 10).or_else(|| r.c(x, 3));
+    if name.is_none() && value.is_none() {
+        return None;
+    }
+    let mut org = json!({"resourceType": "Organization"});
+    if let Some(n) = &name {
+        org["name"] = json!(n);
+    }
+    if let Some(v) = &value {
+        let mut id = json!({"value": v});
+        if let Some(system) = assigner_system(r.sc(x, 6, 1), r.sc(x, 6, 2), r.sc(x, 6, 3)) {
+            id["system"] = json!(system);
+        }
+        org["identifier"] = json!([id]);
+    }
+    let key = resource_id(
+        "Organization",
+        &[
+            name.as_deref().unwrap_or(""),
+            &org["identifier"].to_string(),
+        ],
+    );
+    Some(b.add(org, key))
+}
+
 /// Sets `subject` and `encounter` references where known.
 fn link(res: &mut Value, patient: Option<&str>, encounter: Option<&str>) {
     if let Some(p) = patient {
@@ -513,6 +588,15 @@ impl Builder {
             .to_string();
         resource["id"] = json!(id);
         let reference = format!("{rt}/{id}");
+        // One entry per resource: an id is a hash of what identifies the resource, so a
+        // second one (the same assigning authority on two identifiers) is the same resource.
+        if self
+            .entries
+            .iter()
+            .any(|e| e["request"]["url"].as_str() == Some(reference.as_str()))
+        {
+            return reference;
+        }
         self.entries.push(json!({
             "fullUrl": format!("urn:uuid:{id}"),
             "resource": resource,
@@ -635,7 +719,7 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
     let mut ids: Vec<Value> = [2, 3, 4]
         .iter()
         .flat_map(|&f| r.reps(pid, f))
-        .filter_map(|x| r.identifier(&x))
+        .filter_map(|x| cx_identifier(r, &x, b))
         .collect();
     if let Some(ssn) = r.f(pid, 19) {
         ids.push(json!({"value": ssn, "type": {"coding": [{"code": "SB", "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "display": "Social Beneficiary Identifier"}]}, "system": "http://hl7.org/fhir/sid/us-ssn"}));
@@ -850,6 +934,22 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
     }
     ext.extend(patient_context_extensions(r));
     insert(&mut p, "extension", non_empty(ext));
+    // PD1-3 patient primary facility (XON) and PD1-4 primary care provider (XCN).
+    if let Some(pd1) = r.msg.segment("PD1", 1) {
+        let mut gp: Vec<Value> = r
+            .reps(&pd1, 3)
+            .iter()
+            .filter_map(|x| xon_organization(r, x, b))
+            .map(|o| json!({"reference": o}))
+            .collect();
+        gp.extend(
+            r.reps(&pd1, 4)
+                .iter()
+                .filter_map(|x| practitioner(r, x, b))
+                .map(|o| json!({"reference": o})),
+        );
+        insert(&mut p, "generalPractitioner", non_empty(gp));
+    }
     if let Some(mut lang) = r.codeable_field(pid, 15) {
         bcp47_languages(&mut lang);
         p["communication"] = json!([{"language": lang, "preferred": true}]);
@@ -1040,12 +1140,12 @@ fn encounter(
     // the alternate visit id, keeps its own type.
     let mut ids = Vec::new();
     if let Some(vn) = r.first(pv1, 19)
-        && let Some(mut id) = r.identifier(&vn)
+        && let Some(mut id) = cx_identifier(r, &vn, b)
     {
         id["type"] = json!({"coding": [{"code": "VN", "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "display": "Visit number"}], "text": "visit number"});
         ids.push(id);
     }
-    ids.extend(r.first(pv1, 50).and_then(|x| r.identifier(&x)));
+    ids.extend(r.first(pv1, 50).and_then(|x| cx_identifier(r, &x, b)));
     insert(&mut e, "identifier", non_empty(ids));
     insert(
         &mut e,
@@ -1063,6 +1163,9 @@ fn encounter(
         period(r.datetime(r.f(pv1, 44)), r.datetime(r.f(pv1, 45))),
     );
     let mut hosp = Map::new();
+    if let Some(id) = r.first(pv1, 5).and_then(|x| cx_identifier(r, &x, b)) {
+        hosp.insert("preAdmissionIdentifier".into(), id);
+    }
     if let Some(v) = r.table_code(pv1, 13, "0092") {
         let readmission = |c: &str| (c == "R").then_some("Re-admission");
         hosp.insert("reAdmission".into(), with_display(v, readmission));
