@@ -578,9 +578,21 @@ pub fn resource_id(resource_type: &str, parts: &[&str]) -> String {
 
 struct Builder {
     entries: Vec<Value>,
+    /// The ServiceRequests made so far, by the index of the segment that opens their order
+    /// group (ORC, or an OBR on its own): what a later OBR/OBX is `basedOn`.
+    orders: Vec<(usize, String)>,
 }
 
 impl Builder {
+    /// The order in force at segment `index`: the last order group opened before it.
+    fn order_at(&self, index: usize) -> Option<&str> {
+        self.orders
+            .iter()
+            .rev()
+            .find(|(i, _)| *i < index)
+            .map(|(_, r)| r.as_str())
+    }
+
     fn add(&mut self, mut resource: Value, id: String) -> String {
         let rt = resource["resourceType"]
             .as_str()
@@ -667,6 +679,7 @@ pub fn convert(msg: &Message<'_>, options: &Options) -> Result<Value, ConvertErr
     }
     let mut b = Builder {
         entries: Vec::new(),
+        orders: Vec::new(),
     };
     let pid = msg.segment("PID", 1);
     let patient_ref = match &pid {
@@ -692,7 +705,11 @@ pub fn convert(msg: &Message<'_>, options: &Options) -> Result<Value, ConvertErr
     let (p, e) = (patient_ref.as_deref(), encounter_ref.as_deref());
     match ty.as_str() {
         "ORU" => orders(&r, p, e, &mut b),
-        "VXU" => immunizations(&r, p, &mut b),
+        "VXU" => {
+            // VXU's ORC is the immunization order (v2-to-FHIR IG: ORC → ServiceRequest).
+            orders(&r, p, e, &mut b);
+            immunizations(&r, p, &mut b);
+        }
         "ORM" | "OML" => orders(&r, p, e, &mut b),
         "RDE" => medication_orders(&r, p, e, &mut b),
         _ => {}
@@ -1542,6 +1559,9 @@ fn observation(
         o["note"] = json!(notes);
     }
     link(&mut o, patient, encounter);
+    if let Some(order) = b.order_at(obx.index()) {
+        o["basedOn"] = json!([{"reference": order}]);
+    }
     let id = resource_id(
         "Observation",
         &[
@@ -1723,6 +1743,9 @@ fn results(
                     }),
                 );
                 link(&mut dr, patient, encounter);
+                if let Some(order) = b.order_at(s.index() + 1) {
+                    dr["basedOn"] = json!([{"reference": order}]);
+                }
                 report = Some((dr, Vec::new(), key));
             }
             b"OBX" => {
@@ -2007,7 +2030,8 @@ fn orders(r: &Reader<'_, '_>, patient: Option<&str>, encounter: Option<&str>, b:
             "ServiceRequest",
             &[patient.unwrap_or(""), &key, &i.to_string()],
         );
-        b.add(sr, id);
+        let reference = b.add(sr, id);
+        b.orders.push((i, reference));
     }
 }
 
@@ -2155,6 +2179,11 @@ mod tests {
         );
         assert_eq!(obs[2]["status"], "preliminary");
         assert_eq!(obs[3]["valueQuantity"]["comparator"], "<");
+        // Results and the report are based on the order of their OBR group.
+        let sr = of_type(&b, "ServiceRequest")[0];
+        let order = format!("ServiceRequest/{}", sr["id"].as_str().unwrap());
+        assert_eq!(obs[3]["basedOn"][0]["reference"], json!(order));
+        assert_eq!(dr["basedOn"][0]["reference"], json!(order));
         // Every resource is valid R4 (strict), and so is the Bundle.
         let bytes = serde_json::to_vec(&b).unwrap();
         if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
