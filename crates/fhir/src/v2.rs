@@ -714,6 +714,10 @@ pub fn convert(msg: &Message<'_>, options: &Options) -> Result<Value, ConvertErr
         "RDE" => medication_orders(&r, p, e, &mut b),
         _ => {}
     }
+    if let Some(p) = p {
+        referrals(&r, p, e, &mut b);
+        accident_and_death(&r, p, e, &mut b);
+    }
     // OBX becomes an Observation in every message type (ADT and VXU carry them too); only a
     // result message turns OBR into a DiagnosticReport.
     results(&r, p, e, &mut b, ty == "ORU");
@@ -1955,6 +1959,160 @@ fn immunizations(r: &Reader<'_, '_>, patient: Option<&str>, b: &mut Builder) {
     }
 }
 
+/// FHIR-Converter's code system for the Observations it derives from non-OBX segments; kept
+/// so the two stay comparable (docs/fhir-mapping.md: no standard code covers "death
+/// certificate signed" or "police notified" as observation codes).
+const DERIVED_OBSERVATION: &str =
+    "http://example.com/v2-to-fhir-converter/CodeSystem/observation-code";
+
+/// A v2 ID of table 0136 (Y/N) → CodeableConcept, or None for anything else.
+fn yes_no(v: Option<String>) -> Option<Value> {
+    let (code, display) = match v.as_deref() {
+        Some("Y") => ("Y", "Yes"),
+        Some("N") => ("N", "No"),
+        _ => return None,
+    };
+    Some(
+        json!({"coding": [{"code": code, "display": display, "system": "http://terminology.hl7.org/CodeSystem/v2-0136"}]}),
+    )
+}
+
+/// RF1 (referral) → ServiceRequest, as FHIR-Converter maps it: status RF1-1 (table 0283),
+/// priority RF1-2 (table 0280), category RF1-3, identifiers RF1-6/-11, authoredOn RF1-9,
+/// reason RF1-10 with RF1-14 as text, performers RF1-19 (XON) / RF1-20 (XCN), note RF1-24.
+fn referrals(r: &Reader<'_, '_>, patient: &str, encounter: Option<&str>, b: &mut Builder) {
+    for rf1 in r.msg.segments().filter(|s| s.id() == b"RF1") {
+        let mut sr = json!({"resourceType": "ServiceRequest", "intent": "order"});
+        sr["status"] = json!(match r.f(&rf1, 1).as_deref() {
+            Some("A") => "active",
+            Some("P") => "on-hold",
+            Some("R") => "revoked",
+            _ => "unknown",
+        });
+        let priority = match r.f(&rf1, 2).as_deref() {
+            Some("S") => Some("stat"),
+            Some("A") => Some("asap"),
+            Some("R") => Some("routine"),
+            _ => None,
+        };
+        insert(&mut sr, "priority", priority.map(|p| json!(p)));
+        let mut category = vec![
+            json!({"coding": [{"code": "patient-referral-request", "display": "Patient Referral Request", "system": "http://example.com/v2-to-fhir-converter/CodeSystem/additional-service-request-category-codes"}]}),
+        ];
+        category.extend(r.codeable_field(&rf1, 3));
+        sr["category"] = json!(category);
+        let ids: Vec<Value> = [6, 11]
+            .iter()
+            .filter_map(|&f| r.first(&rf1, f))
+            .filter_map(|x| r.entity_identifier(&x, None))
+            .collect();
+        let key = json!(ids).to_string();
+        insert(&mut sr, "identifier", non_empty(ids));
+        insert(&mut sr, "authoredOn", r.datetime(r.f(&rf1, 9)));
+        let mut reason = r.codeable_field(&rf1, 10);
+        if let Some(text) = r.f(&rf1, 14) {
+            let concept = reason.get_or_insert_with(|| json!({}));
+            concept["text"] = json!(text);
+        }
+        insert(&mut sr, "reasonCode", reason.map(|c| json!([c])));
+        let mut performers: Vec<Value> = r
+            .reps(&rf1, 19)
+            .iter()
+            .filter_map(|x| xon_organization(r, x, b))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|o| json!({"reference": o}))
+            .collect();
+        for x in r.reps(&rf1, 20) {
+            if let Some(p) = practitioner(r, &x, b) {
+                performers.push(json!({"reference": p}));
+            }
+        }
+        insert(&mut sr, "performer", non_empty(performers));
+        if let Some(note) = r.f(&rf1, 24) {
+            sr["note"] = json!([{"text": note}]);
+        }
+        link(&mut sr, Some(patient), encounter);
+        let id = resource_id(
+            "ServiceRequest",
+            &[patient, "RF1", &key, &rf1.index().to_string()],
+        );
+        b.add(sr, id);
+    }
+}
+
+/// ACC (accident) and PDA (patient death and autopsy) → Observations, as FHIR-Converter
+/// derives them: the accident as an `injury-incident` Observation (date ACC-1, place ACC-3 /
+/// address ACC-11 as a Location in the VRDR `Observation-Location` extension, description
+/// ACC-8, entered by ACC-7, id ACC-13, and the job-related (ACC-5), death (ACC-6) and
+/// police-notified (ACC-10) indicators as components); PDA-3/-6/-9 (death certified,
+/// autopsy, coroner indicators) as one yes/no Observation each.
+fn accident_and_death(r: &Reader<'_, '_>, patient: &str, encounter: Option<&str>, b: &mut Builder) {
+    let code = |code: &str, display: &str, system: &str| json!({"coding": [{"code": code, "display": display, "system": system}]});
+    for acc in r.msg.segments().filter(|s| s.id() == b"ACC") {
+        let mut o = json!({"resourceType": "Observation", "status": "final"});
+        o["code"] = code(
+            "injury-incident",
+            "Injury Incident Description Narrative",
+            DERIVED_OBSERVATION,
+        );
+        insert(&mut o, "effectiveDateTime", r.datetime(r.f(&acc, 1)));
+        insert(&mut o, "valueString", r.f(&acc, 8).map(|d| json!(d)));
+        let indicators = "http://example.com/v2-to-fhir-converter/CodeSystem/accident-indicator";
+        let components: Vec<Value> = [
+            (5, "AJRI", "Accident Job Related Indicator"),
+            (6, "ADI", "Accident Death Indicator"),
+            (10, "PNI", "Police Notified Indicator"),
+        ]
+        .iter()
+        .filter_map(|&(f, c, d)| {
+            yes_no(r.f(&acc, f))
+                .map(|v| json!({"code": code(c, d, indicators), "valueCodeableConcept": v}))
+        })
+        .collect();
+        insert(&mut o, "component", non_empty(components));
+        let place = r.f(&acc, 3);
+        let address = r.first(&acc, 11).and_then(|x| r.address(&x));
+        if place.is_some() || address.is_some() {
+            let mut loc = json!({"resourceType": "Location"});
+            insert(&mut loc, "name", place.map(|p| json!(p)));
+            insert(&mut loc, "address", address);
+            let id = resource_id("Location", &[&loc.to_string()]);
+            let reference = b.add(loc, id);
+            o["extension"] = json!([{"url": "http://hl7.org/fhir/us/vrdr/StructureDefinition/Observation-Location", "valueReference": {"reference": reference}}]);
+        }
+        if let Some(p) = r.first(&acc, 7).and_then(|x| practitioner(r, &x, b)) {
+            o["performer"] = json!([{"reference": p}]);
+        }
+        insert(
+            &mut o,
+            "identifier",
+            r.f(&acc, 13).map(|v| json!([{"value": v}])),
+        );
+        link(&mut o, Some(patient), encounter);
+        let id = resource_id("Observation", &[patient, "ACC", &o.to_string()]);
+        b.add(o, id);
+    }
+    for pda in r.msg.segments().filter(|s| s.id() == b"PDA") {
+        for (f, c, d) in [
+            (3, "death-certificate", "Death Certificate"),
+            (6, "autopsy", "Autopsy"),
+            (9, "coroner", "Coroner"),
+        ] {
+            let Some(v) = yes_no(r.f(&pda, f)) else {
+                continue;
+            };
+            let mut o = json!({"resourceType": "Observation", "status": "final", "code": code(c, d, DERIVED_OBSERVATION), "valueCodeableConcept": v});
+            link(&mut o, Some(patient), encounter);
+            let id = resource_id(
+                "Observation",
+                &[patient, "PDA", c, &pda.index().to_string()],
+            );
+            b.add(o, id);
+        }
+    }
+}
+
 /// ORC-5 (table 0038) → request status.
 fn request_status(code: Option<&str>) -> &'static str {
     match code {
@@ -2297,6 +2455,53 @@ mod tests {
         assert_eq!(
             by_url("DisabilityPeriod")[0]["valuePeriod"]["end"],
             "2021-09-30"
+        );
+        let bytes = serde_json::to_vec(&b).unwrap();
+        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
+            panic!("{o}");
+        }
+    }
+
+    #[test]
+    fn referrals_accidents_and_death_details_become_resources() {
+        let raw = "MSH|^~\\&|ADT|HOSP|EHR|HOSP|20260101083000-0500||ADT^A01|M5|P|2.8\r\
+            PID|1||12345^^^HOSP^MR||Doe^Jane\r\
+            PV1|1|E\r\
+            RF1|P^Pending^HL70283|A^ASAP^HL70280|EXTERNAL|||R-1^REF|||20260101|S-1^Spine^C4||||Spinal fracture\r\
+            ACC|20251231||Route 50||Y|N||car accident||Y|||5348\r\
+            PDA|||Y|||N|||N\r";
+        let b = bundle(raw);
+        let sr = of_type(&b, "ServiceRequest");
+        assert_eq!(sr.len(), 1);
+        assert_eq!(sr[0]["status"], "on-hold");
+        assert_eq!(sr[0]["priority"], "asap");
+        assert_eq!(sr[0]["identifier"][0]["value"], "R-1");
+        assert_eq!(sr[0]["reasonCode"][0]["text"], "Spinal fracture");
+        let obs = of_type(&b, "Observation");
+        let by_code = |c: &str| {
+            obs.iter()
+                .find(|o| o["code"]["coding"][0]["code"] == c)
+                .copied()
+                .unwrap_or_else(|| panic!("no {c} Observation"))
+        };
+        let acc = by_code("injury-incident");
+        assert_eq!(acc["valueString"], "car accident");
+        assert_eq!(acc["effectiveDateTime"], "2025-12-31");
+        assert_eq!(acc["component"].as_array().unwrap().len(), 3);
+        assert_eq!(acc["identifier"][0]["value"], "5348");
+        assert!(
+            acc["extension"][0]["valueReference"]["reference"]
+                .as_str()
+                .unwrap()
+                .starts_with("Location/")
+        );
+        assert_eq!(
+            by_code("death-certificate")["valueCodeableConcept"]["coding"][0]["code"],
+            "Y"
+        );
+        assert_eq!(
+            by_code("coroner")["valueCodeableConcept"]["coding"][0]["code"],
+            "N"
         );
         let bytes = serde_json::to_vec(&b).unwrap();
         if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
