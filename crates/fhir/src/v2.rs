@@ -2209,60 +2209,137 @@ fn medication_orders(
             .iter()
             .take_while(|s| s.id() != b"ORC")
             .collect();
-        let rxe = group.iter().find(|s| s.id() == b"RXE");
-        let rxo = group.iter().find(|s| s.id() == b"RXO");
-        let mut mr = json!({"resourceType": "MedicationRequest"});
-        mr["status"] = json!(match request_status(r.f(orc, 5).as_deref()) {
+        // The RXR (route) that follows a segment within its group, before the next RX?.
+        let route_after = |kind: &[u8]| {
+            group
+                .iter()
+                .skip_while(|s| s.id() != kind)
+                .skip(1)
+                .take_while(|s| s.id() == b"RXR" || s.id() == b"RXC" || s.id() == b"NTE")
+                .find(|s| s.id() == b"RXR")
+                .copied()
+        };
+        let rxe = group.iter().find(|s| s.id() == b"RXE").copied();
+        let rxo = group.iter().find(|s| s.id() == b"RXO").copied();
+        let status = match request_status(r.f(orc, 5).as_deref()) {
             "revoked" => "cancelled",
             // No ORC-5: a new order (ORC-1 NW, table 0119) is active, as FHIR-Converter reads it.
             "unknown" if r.f(orc, 1).as_deref() == Some("NW") => "active",
             "unknown" => "unknown",
             s => s,
-        });
-        // RXE is the pharmacy's (filler's) encoding of the order; RXO the order as placed.
-        mr["intent"] = json!(if rxe.is_some() {
-            "filler-order"
-        } else {
-            "original-order"
-        });
-        let med = rxe
-            .and_then(|s| r.codeable_field(s, 2))
-            .or_else(|| rxo.and_then(|s| r.codeable_field(s, 1)));
-        mr["medicationCodeableConcept"] = med.unwrap_or(json!({"text": "unknown"}));
+        };
         let ids = order_identifiers(r, Some(orc), None);
         let key = json!(ids).to_string();
-        insert(&mut mr, "identifier", non_empty(ids));
-        insert(&mut mr, "authoredOn", r.datetime(r.f(orc, 9)));
-        if let Some(rxe) = rxe {
-            // RXE-3 give amount (minimum) with RXE-5 give units → the dose.
-            let unit = r
-                .first(rxe, 5)
-                .and_then(|u| r.c(&u, 2).or_else(|| r.c(&u, 1)));
-            if let Some(dose) = simple_quantity(r.f(rxe, 3), unit) {
-                mr["dosageInstruction"] = json!([{"doseAndRate": [{"doseQuantity": dose}]}]);
+        let base = |intent: &str| {
+            let mut mr =
+                json!({"resourceType": "MedicationRequest", "status": status, "intent": intent});
+            insert(&mut mr, "identifier", non_empty(ids.clone()));
+            insert(&mut mr, "authoredOn", r.datetime(r.f(orc, 9)));
+            link(&mut mr, patient, encounter);
+            mr
+        };
+        // RXO is the order as placed (original-order); RXE the pharmacy's (filler's)
+        // encoding of it (filler-order), based on the RXO request where both are sent.
+        let mut original = None;
+        if let Some(rxo) = rxo {
+            let mut mr = base("original-order");
+            mr["medicationCodeableConcept"] = r
+                .codeable_field(rxo, 1)
+                .unwrap_or(json!({"text": "unknown"}));
+            // RXO-2 requested give amount with RXO-4 units; RXO-7 administration
+            // instructions for the patient; RXO-11/12 dispense amount, RXO-13 refills.
+            let mut dose = dosage(r, rxo, (2, 4), route_after(b"RXO"));
+            if let Some(text) = r
+                .first(rxo, 7)
+                .and_then(|x| r.c(&x, 2).or_else(|| r.c(&x, 1)))
+            {
+                dose.insert("patientInstruction".into(), json!(text));
             }
-            // RXE-10 dispense amount with RXE-11 units, RXE-12 number of refills.
-            let mut dispense = Map::new();
-            let unit = r
-                .first(rxe, 11)
-                .and_then(|u| r.c(&u, 2).or_else(|| r.c(&u, 1)));
-            if let Some(q) = simple_quantity(r.f(rxe, 10), unit) {
-                dispense.insert("quantity".into(), q);
+            if !dose.is_empty() {
+                mr["dosageInstruction"] = json!([dose]);
             }
-            if let Some(n) = r.f(rxe, 12).and_then(|n| n.trim().parse::<u32>().ok()) {
-                dispense.insert("numberOfRepeatsAllowed".into(), json!(n));
-            }
-            if !dispense.is_empty() {
-                mr["dispenseRequest"] = Value::Object(dispense);
-            }
+            insert(&mut mr, "dispenseRequest", dispense(r, rxo, (11, 12, 13)));
+            let id = resource_id(
+                "MedicationRequest",
+                &[patient.unwrap_or(""), &key, &i.to_string(), "RXO"],
+            );
+            original = Some(b.add(mr, id));
         }
-        link(&mut mr, patient, encounter);
-        let id = resource_id(
-            "MedicationRequest",
-            &[patient.unwrap_or(""), &key, &i.to_string()],
-        );
-        b.add(mr, id);
+        if let Some(rxe) = rxe {
+            let mut mr = base("filler-order");
+            mr["medicationCodeableConcept"] = r
+                .codeable_field(rxe, 2)
+                .unwrap_or(json!({"text": "unknown"}));
+            if let Some(o) = &original {
+                mr["basedOn"] = json!([{"reference": o}]);
+            }
+            // RXE-3 give amount (minimum) with RXE-5 give units; RXE-7 provider's
+            // administration instructions; RXE-10/11 dispense amount, RXE-12 refills.
+            let mut dose = dosage(r, rxe, (3, 5), route_after(b"RXE"));
+            let extra: Vec<Value> = r
+                .reps(rxe, 7)
+                .iter()
+                .filter_map(|x| r.codeable(x))
+                .collect();
+            if !extra.is_empty() {
+                dose.insert("additionalInstruction".into(), json!(extra));
+            }
+            if !dose.is_empty() {
+                mr["dosageInstruction"] = json!([dose]);
+            }
+            insert(&mut mr, "dispenseRequest", dispense(r, rxe, (10, 11, 12)));
+            let id = resource_id(
+                "MedicationRequest",
+                &[patient.unwrap_or(""), &key, &i.to_string()],
+            );
+            b.add(mr, id);
+        }
     }
+}
+
+/// A Dosage from an RXO/RXE amount and unit field pair, with the route (RXR-1) and site
+/// (RXR-2) of the RXR that follows it.
+fn dosage(
+    r: &Reader<'_, '_>,
+    seg: &Segment<'_>,
+    (amount, units): (usize, usize),
+    rxr: Option<&Segment<'_>>,
+) -> Map<String, Value> {
+    let mut d = Map::new();
+    let unit = r
+        .first(seg, units)
+        .and_then(|u| r.c(&u, 2).or_else(|| r.c(&u, 1)));
+    if let Some(dose) = simple_quantity(r.f(seg, amount), unit) {
+        d.insert("doseAndRate".into(), json!([{"doseQuantity": dose}]));
+    }
+    if let Some(rxr) = rxr {
+        if let Some(route) = r.codeable_field(rxr, 1) {
+            d.insert("route".into(), route);
+        }
+        if let Some(site) = r.codeable_field(rxr, 2) {
+            d.insert("site".into(), site);
+        }
+    }
+    d
+}
+
+/// A dispense request from an RXO/RXE (amount, units, number of refills) field triple.
+fn dispense(
+    r: &Reader<'_, '_>,
+    seg: &Segment<'_>,
+    (amount, units, refills): (usize, usize, usize),
+) -> Option<Value> {
+    let mut d = Map::new();
+    let unit = r
+        .first(seg, units)
+        .and_then(|u| r.c(&u, 2).or_else(|| r.c(&u, 1)));
+    if let Some(q) = simple_quantity(r.f(seg, amount), unit) {
+        d.insert("quantity".into(), q);
+    }
+    if let Some(n) = r.f(seg, refills).and_then(|n| n.trim().parse::<u32>().ok()) {
+        d.insert("numberOfRepeatsAllowed".into(), json!(n));
+    }
+    (!d.is_empty()).then_some(Value::Object(d))
 }
 
 #[cfg(test)]
@@ -2503,6 +2580,46 @@ mod tests {
             by_code("coroner")["valueCodeableConcept"]["coding"][0]["code"],
             "N"
         );
+        let bytes = serde_json::to_vec(&b).unwrap();
+        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
+            panic!("{o}");
+        }
+    }
+
+    #[test]
+    fn an_rde_gives_the_placed_order_and_the_pharmacy_order_based_on_it() {
+        let raw = "MSH|^~\\&|RX|HOSP|EHR|HOSP|20260101083000-0500||RDE^O11|M6|P|2.5.1\r\
+            PID|1||12345^^^HOSP^MR||Doe^Jane\r\
+            ORC|NW|111^EPC|||||||20260101080000\r\
+            RXO|00047040230^Ampicillin 250 mg caps^NDC|2||caps^capsule||^Take with food|^1 tablet twice daily||||10|caps^capsule|3\r\
+            RXR|PO^Oral\r\
+            RXE||2669^Ampicillin 250 mg^NDC|2||caps^capsule||Titrate~Store cold|||10|caps^capsule|3\r\
+            RXR|PO^Oral|LA^Left arm\r";
+        let b = bundle(raw);
+        let mr = of_type(&b, "MedicationRequest");
+        assert_eq!(mr.len(), 2);
+        let (placed, filled) = (mr[0], mr[1]);
+        assert_eq!(placed["intent"], "original-order");
+        assert_eq!(placed["status"], "active");
+        let d = &placed["dosageInstruction"][0];
+        assert_eq!(d["patientInstruction"], "1 tablet twice daily");
+        assert_eq!(d["route"]["coding"][0]["code"], "PO");
+        assert_eq!(
+            d["doseAndRate"][0]["doseQuantity"],
+            json!({"value": 2, "unit": "capsule"})
+        );
+        assert_eq!(placed["dispenseRequest"]["numberOfRepeatsAllowed"], 3);
+        assert_eq!(filled["intent"], "filler-order");
+        assert_eq!(
+            filled["basedOn"][0]["reference"],
+            json!(format!(
+                "MedicationRequest/{}",
+                placed["id"].as_str().unwrap()
+            ))
+        );
+        let d = &filled["dosageInstruction"][0];
+        assert_eq!(d["site"]["coding"][0]["code"], "LA", "the RXR after RXE");
+        assert_eq!(d["additionalInstruction"].as_array().unwrap().len(), 2);
         let bytes = serde_json::to_vec(&b).unwrap();
         if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
             panic!("{o}");
