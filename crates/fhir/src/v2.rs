@@ -1870,7 +1870,14 @@ fn specimen(
     }
     let key = json!(ids).to_string();
     insert(&mut sp, "identifier", non_empty(ids));
-    insert(&mut sp, "type", r.codeable_field(spm, 4));
+    // SPM-4 specimen type: table 0487 unless the sender names another system.
+    insert(&mut sp, "type", r.table_code(spm, 4, "0487"));
+    // SPM-20 specimen availability (Y/N) → status.
+    match r.f(spm, 20).as_deref() {
+        Some("Y") => sp["status"] = json!("available"),
+        Some("N") => sp["status"] = json!("unavailable"),
+        _ => {}
+    }
     let mut collection = Map::new();
     if let Some(v) = r.codeable_field(spm, 8) {
         collection.insert("bodySite".into(), v);
@@ -1937,6 +1944,39 @@ fn immunizations(r: &Reader<'_, '_>, patient: Option<&str>, b: &mut Builder) {
             }
             im["doseQuantity"] = q;
         }
+        // The order this administration belongs to: the ORC before it.
+        let orc = r
+            .msg
+            .segments()
+            .take_while(|s| s.index() < rxa.index())
+            .filter(|s| s.id() == b"ORC")
+            .last();
+        insert(
+            &mut im,
+            "identifier",
+            non_empty(order_identifiers(r, orc.as_ref(), None)),
+        );
+        // RXA-9 information source (NIP001): 00 is a new record, from the source itself.
+        match r.f(&rxa, 9).as_deref() {
+            Some("00") => im["primarySource"] = json!(true),
+            Some(c) if c.len() == 2 && c.starts_with('0') => im["primarySource"] = json!(false),
+            _ => {}
+        }
+        // ORC-12 ordering provider (OP) and RXA-10 administering provider (AP), table 0443.
+        let mut performers = Vec::new();
+        for (x, code, display) in [
+            (
+                orc.as_ref().and_then(|o| r.first(o, 12)),
+                "OP",
+                "Ordering Provider",
+            ),
+            (r.first(&rxa, 10), "AP", "Administering Provider"),
+        ] {
+            if let Some(p) = x.and_then(|x| practitioner(r, &x, b)) {
+                performers.push(json!({"function": {"coding": [{"code": code, "display": display, "system": "http://terminology.hl7.org/CodeSystem/v2-0443"}]}, "actor": {"reference": p}}));
+            }
+        }
+        insert(&mut im, "performer", non_empty(performers));
         insert(&mut im, "lotNumber", r.f(&rxa, 15).map(|v| json!(v)));
         insert(&mut im, "expirationDate", r.date(r.f(&rxa, 16)));
         if let Some(rxr) = r
@@ -2652,7 +2692,7 @@ mod tests {
             "MSH|^~\\&|IIS|X|Y|Z|20260101||VXU^V04^VXU_V04|1|P|2.5.1\r\
              PID|1||7^^^IIS^MR||Roe^Rick||20250101|M\r\
              ORC|RE||197023^CDC\r\
-             RXA|0|1|20260105||08^HEPB-PEDIATRIC/ADOLESCENT^CVX|.5|mL^mL^UCUM||||||||LOT1|20270101|MSD^Merck^MVX|||CP|A\r\
+             RXA|0|1|20260105||08^HEPB-PEDIATRIC/ADOLESCENT^CVX|.5|mL^mL^UCUM||00^New Record^NIP001|77^Nurse^Nia|||||LOT1|20270101|MSD^Merck^MVX|||CP|A\r\
              RXR|C28161^Intramuscular^NCIT|LA^Left Arm^HL70163\r",
         );
         let im = of_type(&b, "Immunization")[0];
@@ -2664,6 +2704,14 @@ mod tests {
         assert_eq!(im["occurrenceDateTime"], "2026-01-05");
         assert_eq!(im["doseQuantity"]["value"].to_string(), "0.5");
         assert_eq!(im["lotNumber"], "LOT1");
+        assert_eq!(
+            im["identifier"][0]["value"], "197023",
+            "ORC-3 filler order number"
+        );
+        assert_eq!(im["primarySource"], true);
+        assert_eq!(im["performer"][0]["function"]["coding"][0]["code"], "AP");
+        let sr = of_type(&b, "ServiceRequest");
+        assert_eq!(sr.len(), 1, "the VXU's ORC is the order");
         assert_eq!(
             im["site"]["coding"][0]["system"],
             "http://terminology.hl7.org/CodeSystem/v2-0163"
