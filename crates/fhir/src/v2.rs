@@ -2224,6 +2224,38 @@ fn orders(r: &Reader<'_, '_>, patient: Option<&str>, encounter: Option<&str>, b:
             orc.and_then(|o| r.datetime(r.f(o, 9))),
         );
         link(&mut sr, patient, encounter);
+        // OBR-29 parent, else ORC-8 parent order (EIP: placer ^ filler order numbers) → the
+        // parent ServiceRequest this one is `basedOn` (v2-to-FHIR OBR/ORC maps), of the same
+        // status and intent.
+        if let Some(eip) = obr
+            .and_then(|o| r.first(o, 29))
+            .or_else(|| orc.and_then(|o| r.first(o, 8)))
+        {
+            let ids: Vec<Value> = [(1, "PLAC"), (2, "FILL")]
+                .iter()
+                .filter_map(|&(c, kind)| {
+                    let v = r.sc(&eip, c, 1)?;
+                    let mut id = json!({"value": v, "type": {"coding": [{"code": kind, "system": "http://terminology.hl7.org/CodeSystem/v2-0203"}]}});
+                    if let Some(system) = assigner_system(r.sc(&eip, c, 2), r.sc(&eip, c, 3), r.sc(&eip, c, 4)) {
+                        id["system"] = json!(system);
+                    }
+                    Some(id)
+                })
+                .collect();
+            if !ids.is_empty() {
+                let mut parent = json!({"resourceType": "ServiceRequest", "status": sr["status"].clone(), "intent": sr["intent"].clone(), "identifier": ids});
+                link(&mut parent, patient, None);
+                let id = resource_id(
+                    "ServiceRequest",
+                    &[
+                        patient.unwrap_or(""),
+                        "parent",
+                        &parent["identifier"].to_string(),
+                    ],
+                );
+                sr["basedOn"] = json!([{"reference": b.add(parent, id)}]);
+            }
+        }
         let id = resource_id(
             "ServiceRequest",
             &[patient.unwrap_or(""), &key, &i.to_string()],
@@ -2664,6 +2696,31 @@ mod tests {
         if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
             panic!("{o}");
         }
+    }
+
+    #[test]
+    fn a_parent_order_becomes_the_service_request_an_order_is_based_on() {
+        let raw = "MSH|^~\\&|LAB|HOSP|EHR|HOSP|20260101083000-0500||ORU^R01|M7|P|2.5.1\r\
+            PID|1||12345^^^HOSP^MR||Doe^Jane\r\
+            ORC|RE|P2|F2|||||P1^F1\r\
+            OBR|1|P2|F2|600-7^Culture^LN|||||||||||||||||||||F\r";
+        let b = bundle(raw);
+        let sr = of_type(&b, "ServiceRequest");
+        assert_eq!(sr.len(), 2);
+        let parent = sr
+            .iter()
+            .find(|s| s["identifier"][0]["value"] == "P1")
+            .unwrap();
+        let child = sr
+            .iter()
+            .find(|s| s["identifier"][0]["value"] == "P2")
+            .unwrap();
+        assert_eq!(parent["identifier"][1]["value"], "F1");
+        assert_eq!(parent["status"], child["status"]);
+        assert_eq!(
+            child["basedOn"][0]["reference"],
+            json!(format!("ServiceRequest/{}", parent["id"].as_str().unwrap()))
+        );
     }
 
     #[test]
