@@ -1387,6 +1387,17 @@ fn practitioner(r: &Reader<'_, '_>, x: &Repetition<'_>, b: &mut Builder) -> Opti
     Some(b.add(p, id))
 }
 
+/// XCN → a PractitionerRole for the Practitioner it names (the v2-to-FHIR IG's
+/// "XCN[PractitionerRole]": a person acting in a role for this order or result).
+fn practitioner_role(r: &Reader<'_, '_>, x: &Repetition<'_>, b: &mut Builder) -> Option<String> {
+    let p = practitioner(r, x, b)?;
+    let id = resource_id("PractitionerRole", &[&p]);
+    Some(b.add(
+        json!({"resourceType": "PractitionerRole", "practitioner": {"reference": p}}),
+        id,
+    ))
+}
+
 /// OBX-11 (table 0085) → Observation.status (v2-to-FHIR ConceptMap "ObservationResultStatus").
 fn observation_status(code: Option<&str>) -> &'static str {
     match code {
@@ -1562,6 +1573,21 @@ fn observation(
     if !notes.is_empty() {
         o["note"] = json!(notes);
     }
+    // OBX-16 responsible observer and OBX-25 performing organization's medical director
+    // (PractitionerRole), OBX-23 performing organization.
+    let mut performers: Vec<Value> = r
+        .reps(obx, 16)
+        .iter()
+        .chain(r.reps(obx, 25).iter())
+        .filter_map(|x| practitioner_role(r, x, b))
+        .map(|p| json!({"reference": p}))
+        .collect();
+    performers.extend(
+        r.first(obx, 23)
+            .and_then(|x| xon_organization(r, &x, b))
+            .map(|o| json!({"reference": o})),
+    );
+    insert(&mut o, "performer", non_empty(performers));
     link(&mut o, patient, encounter);
     if let Some(order) = b.order_at(obx.index()) {
         o["basedOn"] = json!([{"reference": order}]);
@@ -2223,6 +2249,13 @@ fn orders(r: &Reader<'_, '_>, patient: Option<&str>, encounter: Option<&str>, b:
             "authoredOn",
             orc.and_then(|o| r.datetime(r.f(o, 9))),
         );
+        // ORC-12 ordering provider, else OBR-16.
+        let orderer = orc
+            .and_then(|o| r.first(o, 12))
+            .or_else(|| obr.and_then(|o| r.first(o, 16)));
+        if let Some(role) = orderer.and_then(|x| practitioner_role(r, &x, b)) {
+            sr["requester"] = json!({"reference": role});
+        }
         link(&mut sr, patient, encounter);
         // OBR-29 parent, else ORC-8 parent order (EIP: placer ^ filler order numbers) → the
         // parent ServiceRequest this one is `basedOn` (v2-to-FHIR OBR/ORC maps), of the same
@@ -2721,6 +2754,42 @@ mod tests {
             child["basedOn"][0]["reference"],
             json!(format!("ServiceRequest/{}", parent["id"].as_str().unwrap()))
         );
+    }
+
+    #[test]
+    fn observers_and_orderers_are_practitioner_roles() {
+        let raw = "MSH|^~\\&|LAB|HOSP|EHR|HOSP|20260101083000-0500||ORU^R01|M8|P|2.5.1\r\
+            PID|1||12345^^^HOSP^MR||Doe^Jane\r\
+            ORC|RE|P2|F2|||||||||77^Order^Olga\r\
+            OBR|1|P2|F2|600-7^Culture^LN|||||||||||||||||||||F\r\
+            OBX|1|ST|8251-1^Comment^LN||fine||||||F|||||88^Watch^Walt|||||||Good Lab\r";
+        let b = bundle(raw);
+        let roles = of_type(&b, "PractitionerRole");
+        assert_eq!(roles.len(), 2);
+        let sr = of_type(&b, "ServiceRequest")[0];
+        let o = of_type(&b, "Observation")[0];
+        let refs = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["reference"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert!(
+            sr["requester"]["reference"]
+                .as_str()
+                .unwrap()
+                .starts_with("PractitionerRole/")
+        );
+        let p = refs(&o["performer"]);
+        assert!(
+            p[0].starts_with("PractitionerRole/") && p[1].starts_with("Organization/"),
+            "{p:?}"
+        );
+        let bytes = serde_json::to_vec(&b).unwrap();
+        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
+            panic!("{o}");
+        }
     }
 
     #[test]
