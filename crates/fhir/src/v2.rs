@@ -99,6 +99,7 @@ fn identifier_type_display(code: &str) -> Option<&'static str> {
         "SB" => "Social Beneficiary Identifier",
         "MC" => "Patient's Medicare number",
         "MA" => "Patient Medicaid number",
+        "MI" => "Military ID number",
         "ANON" => "Anonymous identifier",
         "PLAC" => "Placer identifier",
         "FILL" => "Filler identifier",
@@ -742,9 +743,8 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
         .flat_map(|&f| r.reps(pid, f))
         .filter_map(|x| cx_identifier(r, &x, b))
         .collect();
-    if let Some(ssn) = r.f(pid, 19) {
-        ids.push(json!({"value": ssn, "type": {"coding": [{"code": "SB", "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "display": "Social Beneficiary Identifier"}]}, "system": "http://hl7.org/fhir/sid/us-ssn"}));
-    }
+    let ssn = |v: String| json!({"value": v, "type": {"coding": [{"code": "SB", "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "display": "Social Beneficiary Identifier"}]}, "system": "http://hl7.org/fhir/sid/us-ssn"});
+    ids.extend(r.f(pid, 19).map(ssn));
     if let Some(dl) = r.first(pid, 20)
         && let Some(v) = r.c(&dl, 1)
     {
@@ -757,7 +757,53 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
         }
         ids.push(id);
     }
-    let key: Vec<String> = ids
+    // A guarantor who is the patient (GT1-11 SEL) and the insurance segments add the
+    // patient's own identifiers (v2-to-FHIR GT1/IN2 maps); their ids are not part of the
+    // Patient's resource id, so a message with or without GT1 updates the same Patient.
+    let own = ids.len();
+    let guarantor = r
+        .msg
+        .segments()
+        .find(|s| s.id() == b"GT1" && r.f(s, 11).as_deref() == Some("SEL"));
+    if let Some(gt1) = &guarantor {
+        ids.extend(r.reps(gt1, 2).iter().filter_map(|x| cx_identifier(r, x, b)));
+        ids.extend(r.f(gt1, 12).map(ssn));
+        ids.extend(
+            r.reps(gt1, 19)
+                .iter()
+                .filter_map(|x| cx_identifier(r, x, b)),
+        );
+    }
+    let insured_is_patient = r
+        .msg
+        .segment("IN1", 1)
+        .and_then(|in1| r.f(&in1, 17))
+        .is_some_and(|rel| rel == "SEL" || rel == "01");
+    for in2 in r.msg.segments().filter(|s| s.id() == b"IN2") {
+        // IN2-61 patient member number; IN2-6/8/10 (Medicare, Medicaid, military ids) are
+        // the insured's, the patient's only when the insured is the patient.
+        ids.extend(
+            r.reps(&in2, 61)
+                .iter()
+                .filter_map(|x| cx_identifier(r, x, b)),
+        );
+        if insured_is_patient {
+            for (f, code, system) in [
+                (6, "MC", Some("http://hl7.org/fhir/sid/us-medicare")),
+                (8, "MA", None),
+                (10, "MI", None),
+            ] {
+                if let Some(v) = r.f(&in2, f) {
+                    let mut id = json!({"value": v, "type": {"coding": [{"code": code, "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "display": identifier_type_display(code)}]}});
+                    if let Some(sys) = system {
+                        id["system"] = json!(sys);
+                    }
+                    ids.push(id);
+                }
+            }
+        }
+    }
+    let key: Vec<String> = ids[..own]
         .iter()
         .map(|i| {
             format!(
@@ -776,6 +822,7 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
             [5, 9]
                 .iter()
                 .flat_map(|&f| r.reps(pid, f))
+                .chain(guarantor.iter().flat_map(|g| r.reps(g, 3)))
                 .filter_map(|x| r.name(&x))
                 .collect(),
         ),
@@ -797,6 +844,13 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
         non_empty(
             r.reps(pid, 11)
                 .iter()
+                .chain(
+                    guarantor
+                        .iter()
+                        .flat_map(|g| r.reps(g, 5))
+                        .collect::<Vec<_>>()
+                        .iter(),
+                )
                 .filter_map(|x| r.address(x))
                 .collect(),
         ),
@@ -813,6 +867,18 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
     );
     // PID-40 (v2.7+) carries every telecom with its own use.
     telecom.extend(r.reps(pid, 40).iter().filter_map(|x| r.telecom(x, None)));
+    if let Some(g) = &guarantor {
+        telecom.extend(
+            r.reps(g, 6)
+                .iter()
+                .filter_map(|x| r.telecom(x, Some("home"))),
+        );
+        telecom.extend(
+            r.reps(g, 7)
+                .iter()
+                .filter_map(|x| r.telecom(x, Some("work"))),
+        );
+    }
     insert(&mut p, "telecom", non_empty(telecom));
     let contacts: Vec<Value> = r
         .msg
@@ -2790,6 +2856,42 @@ mod tests {
         if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
             panic!("{o}");
         }
+    }
+
+    #[test]
+    fn a_self_guarantor_and_the_insurance_add_the_patients_own_ids() {
+        let base = "MSH|^~\\&|ADT|HOSP|EHR|HOSP|20260101083000-0500||ADT^A04|M9|P|2.5.1\r\
+            PID|1||12345^^^HOSP^MR||Doe^Jane\r\
+            PV1|1|O\r";
+        let with = format!(
+            "{base}GT1|1|G1^^^HOSP^MR|Doe^Jane||9 Elm St^^Town^MI|^PRN^PH^^^555^1234567|||||SEL|123-45-6789\r\
+             IN1|1||||||||||||||||SEL\r\
+             IN2||||||MC-1|||||||||||||||||||||||||||||||||||||||||||||||||||||||M-9^^^HOSP^MB\r"
+        );
+        let b = bundle(&with);
+        let p = of_type(&b, "Patient")[0];
+        let values: Vec<&str> = p["identifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["value"].as_str().unwrap())
+            .collect();
+        assert_eq!(values, ["12345", "G1", "123-45-6789", "M-9", "MC-1"]);
+        assert_eq!(p["address"][0]["city"], "Town", "the guarantor's address");
+        assert_eq!(p["telecom"][0]["value"], "5551234567");
+        // The extra identifiers do not change which Patient this is.
+        let plain = bundle(base);
+        assert_eq!(p["id"], of_type(&plain, "Patient")[0]["id"]);
+        // A guarantor who is someone else adds nothing.
+        let other = bundle(&with.replace("|SEL|123", "|SPO|123"));
+        assert_eq!(
+            of_type(&other, "Patient")[0]["identifier"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3,
+            "PID-3 and the IN2 ids"
+        );
     }
 
     #[test]
