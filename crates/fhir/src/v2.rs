@@ -388,7 +388,8 @@ impl<'a> Reader<'_, 'a> {
     fn telecom(&self, r: &Repetition<'a>, default_use: Option<&str>) -> Option<Value> {
         let equipment = self.c(r, 3);
         let value = if equipment.as_deref() == Some("Internet") {
-            self.c(r, 4)
+            // XTN-4 communication address; senders often put it in XTN-1 instead.
+            self.c(r, 4).or_else(|| self.c(r, 1))
         } else {
             self.c(r, 12)
                 .or_else(|| {
@@ -1317,6 +1318,9 @@ fn encounter(
         pv2_details(r, pv2, &mut e);
     }
     if let Some(p) = patient {
+        insert(&mut e, "diagnosis", non_empty(diagnoses(r, p, b)));
+    }
+    if let Some(p) = patient {
         e["subject"] = json!({"reference": p});
     }
     let key = e["identifier"].to_string();
@@ -1380,6 +1384,57 @@ fn pv2_details(r: &Reader<'_, '_>, pv2: &Segment<'_>, e: &mut Value) {
         }
         e["extension"] = json!([{"url": "http://hl7.org/fhir/StructureDefinition/encounter-modeOfArrival", "valueCoding": coding}]);
     }
+}
+
+/// DG1 → Condition (code DG1-3 with DG1-4 as text, onset DG1-5, asserted DG1-19 in the core
+/// `condition-assertedDate` extension, asserter DG1-16), and the Encounter.diagnosis entry
+/// that names it: use from DG1-6 (table 0052: A admitting → AD, F final → DD), rank DG1-15.
+fn diagnoses(r: &Reader<'_, '_>, patient: &str, b: &mut Builder) -> Vec<Value> {
+    let mut out = Vec::new();
+    for dg1 in r.msg.segments().filter(|s| s.id() == b"DG1") {
+        let mut c = json!({"resourceType": "Condition", "subject": {"reference": patient}});
+        let mut code = r.codeable_field(&dg1, 3);
+        if let Some(text) = r.f(&dg1, 4) {
+            code.get_or_insert_with(|| json!({}))["text"] = json!(text);
+        }
+        let Some(code) = code else { continue };
+        c["code"] = code;
+        insert(&mut c, "onsetDateTime", r.datetime(r.f(&dg1, 5)));
+        if let Some(t) = r.datetime(r.f(&dg1, 19)) {
+            c["extension"] = json!([{"url": "http://hl7.org/fhir/StructureDefinition/condition-assertedDate", "valueDateTime": t}]);
+        }
+        if let Some(p) = r.first(&dg1, 16).and_then(|x| practitioner(r, &x, b)) {
+            c["asserter"] = json!({"reference": p});
+        }
+        let id = resource_id(
+            "Condition",
+            &[
+                patient,
+                &c["code"].to_string(),
+                &r.f(&dg1, 1).unwrap_or_default(),
+            ],
+        );
+        let reference = b.add(c, id);
+        let mut d = json!({"condition": {"reference": reference}});
+        let role = match r.f(&dg1, 6).as_deref() {
+            Some("A") => Some(("AD", "Admission Diagnosis")),
+            Some("F") => Some(("DD", "Discharge Diagnosis")),
+            // W (working) has no diagnosis-role counterpart.
+            _ => None,
+        };
+        if let Some((code, display)) = role {
+            d["use"] = json!({"coding": [{"code": code, "display": display, "system": "http://terminology.hl7.org/CodeSystem/diagnosis-role"}]});
+        }
+        if let Some(rank) = r
+            .f(&dg1, 15)
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n > 0)
+        {
+            d["rank"] = json!(rank);
+        }
+        out.push(d);
+    }
+    out
 }
 
 /// HL7 table 0007 (admission type) displays.
@@ -2892,6 +2947,34 @@ mod tests {
             3,
             "PID-3 and the IN2 ids"
         );
+    }
+
+    #[test]
+    fn diagnoses_become_conditions_the_encounter_names() {
+        let raw = "MSH|^~\\&|ADT|HOSP|EHR|HOSP|20260101083000-0500||ADT^A01|M10|P|2.5.1\r\
+            PID|1||12345^^^HOSP^MR||Doe^Jane|||||||||||||||||||||||||||||||||||x@example.org^NET^Internet\r\
+            PV1|1|I\r\
+            DG1|1||I21^Acute myocardial infarction^I10|Heart attack|20260101070000|A|||||||||1\r";
+        let b = bundle(raw);
+        let c = of_type(&b, "Condition")[0];
+        assert_eq!(c["code"]["text"], "Heart attack");
+        assert_eq!(c["onsetDateTime"], "2026-01-01T07:00:00-05:00");
+        let d = &of_type(&b, "Encounter")[0]["diagnosis"][0];
+        assert_eq!(d["use"]["coding"][0]["code"], "AD");
+        assert_eq!(d["rank"], 1);
+        assert_eq!(
+            d["condition"]["reference"],
+            json!(format!("Condition/{}", c["id"].as_str().unwrap()))
+        );
+        let t = &of_type(&b, "Patient")[0]["telecom"][0];
+        assert_eq!(
+            (t["value"].as_str(), t["system"].as_str()),
+            (Some("x@example.org"), Some("email"))
+        );
+        let bytes = serde_json::to_vec(&b).unwrap();
+        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
+            panic!("{o}");
+        }
     }
 
     #[test]

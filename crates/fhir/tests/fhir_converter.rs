@@ -18,9 +18,9 @@ use common::{Tally, compare, report};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
-/// The rate below which this test fails: today's figure (0.811) less a margin, so a regression shows.
+/// The rate below which this test fails: today's figure (0.824) less a margin, so a regression shows.
 /// The target of the issue is 0.90; docs/fhir-mapping.md says where the gap is.
-const FLOOR: f64 = 0.79;
+const FLOOR: f64 = 0.80;
 
 #[test]
 fn conversions_match_fhir_converter() {
