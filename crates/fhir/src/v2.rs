@@ -2577,6 +2577,14 @@ mod tests {
         convert(&m, &Options::default()).unwrap()
     }
 
+    /// The Bundle passes strict R4 validation, every resource in it too.
+    fn assert_valid(b: &Value) {
+        let bytes = serde_json::to_vec(b).unwrap();
+        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
+            panic!("{o}");
+        }
+    }
+
     fn of_type<'v>(b: &'v Value, rt: &str) -> Vec<&'v Value> {
         b["entry"]
             .as_array()
@@ -2646,10 +2654,7 @@ mod tests {
         assert_eq!(obs[3]["basedOn"][0]["reference"], json!(order));
         assert_eq!(dr["basedOn"][0]["reference"], json!(order));
         // Every resource is valid R4 (strict), and so is the Bundle.
-        let bytes = serde_json::to_vec(&b).unwrap();
-        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
-            panic!("{o}");
-        }
+        assert_valid(&b);
     }
 
     #[test]
@@ -2667,10 +2672,7 @@ mod tests {
         assert_eq!(c[1]["valueQuantity"]["value"], json!(120));
         assert_eq!(c[1]["valueQuantity"]["code"], "/min");
         assert_eq!(c[0]["referenceRange"][0]["high"]["value"], json!(100));
-        let bytes = serde_json::to_vec(&b).unwrap();
-        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
-            panic!("{o}");
-        }
+        assert_valid(&b);
     }
 
     #[test]
@@ -2700,10 +2702,7 @@ mod tests {
             (p[0]["code"].as_str(), p[1]["code"].as_str()),
             (Some("UR"), Some("EL"))
         );
-        let bytes = serde_json::to_vec(&b).unwrap();
-        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
-            panic!("{o}");
-        }
+        assert_valid(&b);
     }
 
     #[test]
@@ -2759,10 +2758,7 @@ mod tests {
             by_url("DisabilityPeriod")[0]["valuePeriod"]["end"],
             "2021-09-30"
         );
-        let bytes = serde_json::to_vec(&b).unwrap();
-        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
-            panic!("{o}");
-        }
+        assert_valid(&b);
     }
 
     #[test]
@@ -2806,10 +2802,7 @@ mod tests {
             by_code("coroner")["valueCodeableConcept"]["coding"][0]["code"],
             "N"
         );
-        let bytes = serde_json::to_vec(&b).unwrap();
-        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
-            panic!("{o}");
-        }
+        assert_valid(&b);
     }
 
     #[test]
@@ -2846,10 +2839,7 @@ mod tests {
         let d = &filled["dosageInstruction"][0];
         assert_eq!(d["site"]["coding"][0]["code"], "LA", "the RXR after RXE");
         assert_eq!(d["additionalInstruction"].as_array().unwrap().len(), 2);
-        let bytes = serde_json::to_vec(&b).unwrap();
-        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
-            panic!("{o}");
-        }
+        assert_valid(&b);
     }
 
     #[test]
@@ -2907,10 +2897,7 @@ mod tests {
             p[0].starts_with("PractitionerRole/") && p[1].starts_with("Organization/"),
             "{p:?}"
         );
-        let bytes = serde_json::to_vec(&b).unwrap();
-        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
-            panic!("{o}");
-        }
+        assert_valid(&b);
     }
 
     #[test]
@@ -2971,10 +2958,7 @@ mod tests {
             (t["value"].as_str(), t["system"].as_str()),
             (Some("x@example.org"), Some("email"))
         );
-        let bytes = serde_json::to_vec(&b).unwrap();
-        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
-            panic!("{o}");
-        }
+        assert_valid(&b);
     }
 
     #[test]
@@ -3027,10 +3011,7 @@ mod tests {
             im["site"]["coding"][0]["system"],
             "http://terminology.hl7.org/CodeSystem/v2-0163"
         );
-        let bytes = serde_json::to_vec(&b).unwrap();
-        if let Err(o) = crate::parse_resource(&bytes, crate::Mode::Strict) {
-            panic!("{o}");
-        }
+        assert_valid(&b);
     }
 
     #[test]
