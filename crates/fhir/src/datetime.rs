@@ -207,15 +207,9 @@ pub fn is_offset(offset: &str) -> bool {
     check(Kind::Instant, &format!("2000-01-01T00:00:00{offset}")).is_ok()
 }
 
-/// Days from 1970-01-01 to the given civil date (proleptic Gregorian).
+/// Days from 1970-01-01 to the given civil date (the HL7 crate's calendar conversion).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    aorta_hl7::dtm::days_from_civil(y, i64::from(m), i64::from(d))
 }
 
 /// A `dateTime`/`instant` with a time as nanoseconds since the Unix epoch (UTC), for comparing
@@ -235,17 +229,11 @@ pub fn date_to_days(s: &str) -> Option<i64> {
     Some(days_from_civil(i64::from(p.year), p.month?, p.day?))
 }
 
-/// Civil date of a day number (the inverse of `days_from_civil`, H. Hinnant's algorithm).
+/// Civil date of a day number (the inverse of `days_from_civil`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let (y, m, d) = aorta_hl7::dtm::civil_from_days(z);
+    // Month and day are 1..=12 and 1..=31 by construction.
+    (y, m as u32, d as u32)
 }
 
 /// Epoch milliseconds as a FHIR `instant` in UTC (`2026-12-03T10:04:05.123Z`).
