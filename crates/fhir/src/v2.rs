@@ -204,6 +204,12 @@ impl<'a> Reader<'_, 'a> {
         (!cc.is_empty()).then_some(Value::Object(cc))
     }
 
+    /// A CWE units field's text (CWE-2, else the code CWE-1), for a Quantity's `unit`.
+    fn unit_text(&self, seg: &Segment<'a>, field: usize) -> Option<String> {
+        self.first(seg, field)
+            .and_then(|u| self.c(&u, 2).or_else(|| self.c(&u, 1)))
+    }
+
     fn codeable_field(&self, seg: &Segment<'a>, field: usize) -> Option<Value> {
         self.first(seg, field).and_then(|r| self.codeable(&r))
     }
@@ -845,14 +851,9 @@ fn patient(r: &Reader<'_, '_>, pid: &Segment<'_>, b: &mut Builder) -> String {
         non_empty(
             r.reps(pid, 11)
                 .iter()
-                .chain(
-                    guarantor
-                        .iter()
-                        .flat_map(|g| r.reps(g, 5))
-                        .collect::<Vec<_>>()
-                        .iter(),
-                )
-                .filter_map(|x| r.address(x))
+                .cloned()
+                .chain(guarantor.iter().flat_map(|g| r.reps(g, 5)))
+                .filter_map(|x| r.address(&x))
                 .collect(),
         ),
     );
@@ -2206,8 +2207,6 @@ fn referrals(r: &Reader<'_, '_>, patient: &str, encounter: Option<&str>, b: &mut
             .reps(&rf1, 19)
             .iter()
             .filter_map(|x| xon_organization(r, x, b))
-            .collect::<Vec<_>>()
-            .into_iter()
             .map(|o| json!({"reference": o}))
             .collect();
         for x in r.reps(&rf1, 20) {
@@ -2532,9 +2531,7 @@ fn dosage(
     rxr: Option<&Segment<'_>>,
 ) -> Map<String, Value> {
     let mut d = Map::new();
-    let unit = r
-        .first(seg, units)
-        .and_then(|u| r.c(&u, 2).or_else(|| r.c(&u, 1)));
+    let unit = r.unit_text(seg, units);
     if let Some(dose) = simple_quantity(r.f(seg, amount), unit) {
         d.insert("doseAndRate".into(), json!([{"doseQuantity": dose}]));
     }
@@ -2556,9 +2553,7 @@ fn dispense(
     (amount, units, refills): (usize, usize, usize),
 ) -> Option<Value> {
     let mut d = Map::new();
-    let unit = r
-        .first(seg, units)
-        .and_then(|u| r.c(&u, 2).or_else(|| r.c(&u, 1)));
+    let unit = r.unit_text(seg, units);
     if let Some(q) = simple_quantity(r.f(seg, amount), unit) {
         d.insert("quantity".into(), q);
     }
